@@ -1,0 +1,42 @@
+# The two commands a newcomer needs:
+#   make report   set up, find the data, run the sweeps (reusing finished runs), execute every
+#                 notebook headless and export the HTML report        (ARGS=--rerun to retrain all)
+#   make test     set up and run the test suite (notebooks in quick mode included)
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+DEBIAN_DATA := /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz
+
+.PHONY: report quick test bench data setup clean-quick
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q --no-deps -e .
+	touch $@
+
+# Fashion-MNIST: $FMNIST_DIR, else Debian's package (installed here when we are root), else
+# torchvision's download. data.py says what to do when none of them works.
+data:
+	@if [ -z "$$FMNIST_DIR" ] && [ ! -f $(DEBIAN_DATA) ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "Installing Debian's dataset-fashion-mnist ..."; \
+		apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist; \
+	fi
+
+report: setup data
+	$(PY) -m report $(ARGS)
+
+quick: setup data
+	$(PY) -m report --quick $(ARGS)
+
+test: setup data
+	$(PY) -m pytest -q $(ARGS)
+
+bench: setup data
+	$(PY) benchmarks/bench_optimizers.py
+	$(PY) benchmarks/bench_trainer.py
+
+clean-quick:
+	rm -rf build/quick
