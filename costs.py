@@ -1,0 +1,436 @@
+"""What each update rule costs: optimizer-state memory and time per step.
+
+    costs.state_bytes(optimizer)                  # bytes held in optimizer.state
+    costs.state_bytes_per_param("adam")           # 8.0 (+ the step counters): two fp32 buffers
+    costs.step_time_us("adam", repeats=7)         # µs per optimizer step and per forward+backward
+
+Memory is counted, not estimated: every tensor reachable from ``optimizer.state`` (buffers such as
+``momentum_buffer``, ``exp_avg``, ``exp_avg_sq``, ``square_avg``, ``acc_delta``, the ``step``
+counters that ``torch.optim`` keeps as 0-d tensors, Cosine's per-row ``cos`` ...) contributes
+``numel * element_size``. Hyper-parameters in ``param_groups`` and plain Python numbers are not
+tensors and cost nothing here.
+
+Time is measured side by side: each repeat times ``zero_grad + forward + loss + backward`` and
+then ``optimizer.step()`` on the same model and batch, so the two numbers share the machine's
+state (threads, caches, frequency) and their ratio -- the optimizer's share of a training step --
+is meaningful even on a busy machine. The reported value is the median over repeats.
+
+The module also holds the helpers notebook 04 needs to read the sweep store: seconds per epoch,
+time-to-target-accuracy with bootstrap intervals (runs that never reach the target are counted,
+not dropped) and accuracy against cumulative wall-clock time.
+"""
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+__all__ = ["state_bytes", "state_bytes_per_param", "make_optimizer", "step_time_us",
+           "step_time_table", "machine_info", "best_lr", "clean_epochs", "epoch_costs", "final_accuracy",
+           "time_to_target", "accuracy_vs_time", "accuracy_at_time", "run_times", "gain_vs_cost",
+           "plot_time_split", "plot_time_to_target", "markdown_table", "save_table"]
+
+DEFAULT_LR = 0.01   # used when ``hparams`` gives no lr (the report's middle grid value)
+
+
+# ----------------------------------------------------------------------------- memory
+def _tensor_bytes(obj) -> int:
+    """Bytes of every tensor inside ``obj`` (tensor, dict, list/tuple; anything else is 0)."""
+    if torch.is_tensor(obj):
+        return obj.numel() * obj.element_size()
+    if isinstance(obj, dict):
+        return sum(_tensor_bytes(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(_tensor_bytes(v) for v in obj)
+    return 0
+
+
+def state_bytes(optimizer: torch.optim.Optimizer) -> int:
+    """Bytes of all tensors held in ``optimizer.state`` (0 before the first step for lazy rules).
+
+    Plain SGD keeps nothing; Momentum one ``momentum_buffer`` per parameter; Adam two buffers
+    plus a 0-d ``step`` tensor per parameter tensor.
+    """
+    return int(sum(_tensor_bytes(s) for s in optimizer.state.values()))
+
+
+def make_optimizer(rule: str, params, hparams: dict | None = None) -> torch.optim.Optimizer:
+    """The report's optimizer ``rule`` (a key of ``optimizers.OPTIMIZERS``) on ``params``.
+
+    ``hparams`` are the constructor's keyword arguments; ``lr`` defaults to ``DEFAULT_LR``.
+    """
+    from optimizers import OPTIMIZERS   # imported here so this module loads on its own
+    if rule not in OPTIMIZERS:
+        raise ValueError(f"Unknown rule: {rule!r} (choose from {', '.join(OPTIMIZERS)})")
+    hp = {"lr": DEFAULT_LR, **(hparams or {})}
+    return OPTIMIZERS[rule](params, **hp)
+
+
+def _model_and_batch(model: str, batch_size: int, seed: int):
+    from models import build_model
+    net = build_model(model, seed=seed)
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(batch_size, 1, 28, 28, generator=g)
+    y = torch.randint(0, 10, (batch_size,), generator=g)
+    return net, x, y
+
+
+def state_bytes_per_param(rule: str, model: str = "mlp", hparams: dict | None = None,
+                          *, seed: int = 0) -> float:
+    """Optimizer-state bytes per model parameter after one step on a random batch.
+
+    Builds ``model``, runs one forward/backward on random data (batch 64) and one optimizer
+    step, then divides :func:`state_bytes` by the number of parameters. fp32 buffers give 4.0
+    per buffer; the small extra (e.g. Adam's 0-d ``step`` tensors) shows up as the fraction.
+    """
+    net, x, y = _model_and_batch(model, 64, seed)
+    opt = make_optimizer(rule, net.parameters(), hparams)
+    nn.functional.cross_entropy(net(x), y).backward()
+    opt.step()
+    n_params = sum(p.numel() for p in net.parameters())
+    return state_bytes(opt) / n_params
+
+
+# ----------------------------------------------------------------------------- time
+def machine_info() -> dict:
+    """Where a timing ran: OS, CPU, Python/torch versions and torch's thread counts."""
+    return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+            "cpu_count": os.cpu_count(), "python": platform.python_version(),
+            "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
+            "torch_interop_threads": torch.get_num_interop_threads()}
+
+
+def step_time_us(rule: str, model: str = "mlp", batch_size: int = 64, repeats: int = 7, *,
+                 inner: int = 20, warmup: int = 5, hparams: dict | None = None,
+                 threads: int | None = None, seed: int = 0) -> dict:
+    """Median µs per optimizer step and per forward+backward, measured side by side.
+
+    Each of ``repeats`` rounds runs ``inner`` training steps on one fixed random batch and times
+    the two phases of every step separately (``zero_grad``+forward+loss+backward, then
+    ``optimizer.step()``); a round's value is its mean per step, the result the median over
+    rounds. ``threads`` sets ``torch.set_num_threads`` for the measurement only.
+
+    Returns ``{"rule", "model", "batch_size", "step_us", "fwd_bwd_us", "step_share",
+    "repeats", "inner", "threads"}``, where ``step_share = step / (step + fwd_bwd)``.
+    """
+    if repeats < 1 or inner < 1:
+        raise ValueError(f"Invalid repeats/inner: {repeats}/{inner}")
+    old_threads = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        net, x, y = _model_and_batch(model, batch_size, seed)
+        opt = make_optimizer(rule, net.parameters(), hparams)
+        loss_fn = nn.CrossEntropyLoss()
+        clock = time.perf_counter_ns
+
+        def one_step():
+            t0 = clock()
+            opt.zero_grad(set_to_none=True)
+            loss_fn(net(x), y).backward()
+            t1 = clock()
+            opt.step()
+            t2 = clock()
+            return t1 - t0, t2 - t1
+
+        for _ in range(warmup):           # lazy state creation, allocator warm-up
+            one_step()
+        fb, st = [], []
+        for _ in range(repeats):
+            times = [one_step() for _ in range(inner)]
+            fb.append(sum(t[0] for t in times) / inner / 1e3)
+            st.append(sum(t[1] for t in times) / inner / 1e3)
+        step_us, fwd_bwd_us = statistics.median(st), statistics.median(fb)
+        return {"rule": rule, "model": model, "batch_size": batch_size,
+                "step_us": step_us, "fwd_bwd_us": fwd_bwd_us,
+                "step_share": step_us / (step_us + fwd_bwd_us),
+                "repeats": repeats, "inner": inner, "threads": torch.get_num_threads()}
+    finally:
+        torch.set_num_threads(old_threads)
+
+
+def step_time_table(rules, model: str = "mlp", batch_size: int = 64, repeats: int = 7, *,
+                    inner: int = 20, warmup: int = 5, threads: int | None = None,
+                    seed: int = 0) -> pd.DataFrame:
+    """:func:`step_time_us` for several rules, interleaved: round r of every rule runs before
+    round r+1 of any, so a change in the machine's load during the benchmark hits all rules
+    alike instead of whichever rule happened to be running. One row per rule."""
+    old_threads = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        loss_fn = nn.CrossEntropyLoss()
+        setups = {}
+        for r in rules:
+            net, x, y = _model_and_batch(model, batch_size, seed)
+            setups[r] = (net, make_optimizer(r, net.parameters()), x, y)
+        clock = time.perf_counter_ns
+
+        def one_step(r):
+            net, opt, x, y = setups[r]
+            t0 = clock()
+            opt.zero_grad(set_to_none=True)
+            loss_fn(net(x), y).backward()
+            t1 = clock()
+            opt.step()
+            return t1 - t0, clock() - t1
+
+        for r in rules:
+            for _ in range(warmup):
+                one_step(r)
+        fb = {r: [] for r in rules}
+        st = {r: [] for r in rules}
+        for _ in range(repeats):
+            for r in rules:
+                times = [one_step(r) for _ in range(inner)]
+                fb[r].append(sum(t[0] for t in times) / inner / 1e3)
+                st[r].append(sum(t[1] for t in times) / inner / 1e3)
+        rows = []
+        for r in rules:
+            s_us, f_us = statistics.median(st[r]), statistics.median(fb[r])
+            rows.append({"rule": r, "model": model, "batch_size": batch_size, "step_us": s_us,
+                         "fwd_bwd_us": f_us, "step_share": s_us / (s_us + f_us),
+                         "repeats": repeats, "inner": inner, "threads": torch.get_num_threads()})
+        return pd.DataFrame(rows)
+    finally:
+        torch.set_num_threads(old_threads)
+
+
+# ----------------------------------------------------------------------------- sweep records
+_RUN = ["rule", "lr", "seed"]
+
+
+def _final(df: pd.DataFrame) -> pd.DataFrame:
+    """The last epoch of every run (one row per run key)."""
+    return df.sort_values("epoch").groupby("key", sort=False).tail(1)
+
+
+def best_lr(df: pd.DataFrame, metric: str = "val_acc") -> dict:
+    """Per rule, the lr with the best mean final ``metric`` over seeds (validation by default).
+
+    Diverged runs count with their recorded (NaN -> worst) value, so an lr that diverges on some
+    seeds is penalised rather than silently averaged over its surviving seeds.
+    """
+    fin = _final(df).copy()
+    fin[metric] = fin[metric].fillna(-np.inf)
+    means = fin.groupby(["rule", "lr"])[metric].mean().reset_index()
+    idx = means.groupby("rule")[metric].idxmax()
+    return dict(zip(means.loc[idx, "rule"], means.loc[idx, "lr"]))
+
+
+def epoch_costs(df: pd.DataFrame, by=("rule", "lr")) -> pd.DataFrame:
+    """Seconds per epoch per group, with the optimizer-step share.
+
+    ``train_seconds`` is an epoch's training wall-clock, ``step_seconds`` the part of it spent
+    in ``optimizer.step()``. Each run's mean over its epochs is one observation (epochs of one
+    run are not independent); per group: n_runs, train_s (mean) with train_s_lo/hi (95% t CI
+    over runs), step_s and step_share = step_s / train_s.
+    """
+    from stats import mean_ci
+    per_run = df.groupby("key").agg(**{c: (c, "first") for c in by},
+                                    train_s=("train_seconds", "mean"),
+                                    step_s=("step_seconds", "mean"))
+    rows = []
+    for keys, g in per_run.groupby(list(by), sort=False):
+        keys = keys if isinstance(keys, tuple) else (keys,)
+        m, lo, hi = mean_ci(g["train_s"])
+        step = float(g["step_s"].mean())
+        rows.append((*keys, len(g), m, lo, hi, step, step / m if m > 0 else np.nan))
+    return pd.DataFrame(rows, columns=[*by, "n_runs", "train_s", "train_s_lo", "train_s_hi",
+                                       "step_s", "step_share"])
+
+
+def _cumulative(df: pd.DataFrame) -> pd.DataFrame:
+    d = df.sort_values(["key", "epoch"]).copy()
+    d["cum_seconds"] = d.groupby("key")["train_seconds"].cumsum()
+    return d
+
+
+def time_to_target(df: pd.DataFrame, targets, *, metric: str = "test_acc", by=("rule",),
+                   n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> pd.DataFrame:
+    """Training seconds (and epochs) until ``metric`` first reaches each target, per group.
+
+    One value per run: cumulative ``train_seconds`` at the first epoch with ``metric >= target``
+    (epoch resolution), ``inf`` when the run never gets there. Per group and target we report
+    ``n_runs``, ``n_reached`` and the median time with a percentile-bootstrap CI over runs
+    (resampling runs, i.e. seeds). Non-reaching runs stay in as ``inf``: if more than half of a
+    resample never reaches the target its median is ``inf`` -- the interval then says "not
+    reached" instead of pretending the slow runs did not happen.
+    """
+    d = _cumulative(df)
+    rng = np.random.default_rng(seed)
+    a = (1 - level) / 2
+    rows = []
+    for keys, g in d.groupby(list(by), sort=False):
+        keys = keys if isinstance(keys, tuple) else (keys,)
+        for target in targets:
+            secs, eps = [], []
+            for _, run in g.groupby("key", sort=False):
+                hit = run[run[metric] >= target]
+                secs.append(float(hit["cum_seconds"].iloc[0]) if len(hit) else np.inf)
+                eps.append(float(hit["epoch"].iloc[0]) if len(hit) else np.inf)
+            secs, eps = np.array(secs), np.array(eps)
+            boots = np.median(secs[rng.integers(0, secs.size, (n_boot, secs.size))], axis=1)
+            lo, hi = (np.quantile(boots, q, method="inverted_cdf") for q in (a, 1 - a))
+            rows.append((*keys, target, secs.size, int(np.isfinite(secs).sum()),
+                         float(np.median(secs)), float(lo), float(hi), float(np.median(eps))))
+    return pd.DataFrame(rows, columns=[*by, "target", "n_runs", "n_reached", "median_s",
+                                       "ci_lo_s", "ci_hi_s", "median_epochs"])
+
+
+def accuracy_vs_time(df: pd.DataFrame, metric: str = "test_acc", by=("rule",)) -> pd.DataFrame:
+    """Per group and epoch: mean cumulative training seconds and mean ``metric`` with 95% t CI
+    over runs (seeds). Columns: group keys, epoch, n, seconds, mean, ci_lo, ci_hi."""
+    from stats import mean_ci
+    d = _cumulative(df)
+    rows = []
+    for keys, g in d.groupby([*by, "epoch"], sort=True):
+        m, lo, hi = mean_ci(g[metric])
+        rows.append((*keys, len(g), float(g["cum_seconds"].mean()), m, lo, hi))
+    return pd.DataFrame(rows, columns=[*by, "epoch", "n", "seconds", "mean", "ci_lo", "ci_hi"])
+
+
+def clean_epochs(df: pd.DataFrame) -> pd.DataFrame:
+    """Epoch rows whose timing is a full training epoch: drops the (partial) epoch in which a
+    run diverged. Use for seconds-per-epoch; keep every row for accuracies."""
+    bad = df["diverged"].astype(bool) & (df["epoch"] == df["diverged_epoch"])
+    return df[~bad.fillna(False).astype(bool)]
+
+
+def final_accuracy(df: pd.DataFrame, by=("rule",), metric: str = "test_acc") -> pd.DataFrame:
+    """Per group: n runs, mean final ``metric`` with 95% t CI over runs (diverged runs count
+    with their last recorded value; NaN ones are reported in ``n_nan``)."""
+    from stats import mean_ci
+    fin = _final(df)
+    rows = []
+    for keys, g in fin.groupby(list(by), sort=False):
+        keys = keys if isinstance(keys, tuple) else (keys,)
+        m, lo, hi = mean_ci(g[metric])
+        rows.append((*keys, len(g), int(g[metric].isna().sum()), m, lo, hi))
+    return pd.DataFrame(rows, columns=[*by, "n_runs", "n_nan", "acc", "acc_lo", "acc_hi"])
+
+
+def accuracy_at_time(curves: pd.DataFrame, seconds: float, by: str = "rule") -> pd.Series:
+    """Mean accuracy of each group's curve (from :func:`accuracy_vs_time`) at ``seconds`` of
+    training, linearly interpolated between epochs; NaN before the first epoch ends."""
+    out = {}
+    for g, c in curves.groupby(by, sort=False):
+        c = c.sort_values("seconds")
+        out[g] = (float(np.interp(seconds, c["seconds"], c["mean"]))
+                  if seconds >= c["seconds"].iloc[0] else np.nan)
+    return pd.Series(out, name=f"acc_at_{seconds:.3g}s")
+
+
+def run_times(df: pd.DataFrame, by=("rule", "lr")) -> pd.DataFrame:
+    """One row per run: group keys, seed, final test accuracy, total training seconds,
+    seconds per (full) epoch and the optimizer-step share of training time."""
+    d = df.sort_values("epoch")
+    clean = clean_epochs(d)
+    agg = d.groupby("key").agg(**{c: (c, "first") for c in [*by, "seed"]},
+                               test_acc=("test_acc", "last"), total_s=("train_seconds", "sum"),
+                               step_total_s=("step_seconds", "sum"))
+    per = clean.groupby("key")["train_seconds"].mean().rename("sec_per_epoch")
+    out = agg.join(per).reset_index()
+    out["step_share"] = out["step_total_s"] / out["total_s"]
+    return out
+
+
+def gain_vs_cost(df: pd.DataFrame, base: str = "sgd", other: str = "adam",
+                 by: str = "lr") -> pd.DataFrame:
+    """``other`` against ``base`` per value of ``by``, paired over seeds: accuracy gained (test,
+    final epoch, percentage points, paired t CI) and time paid (ratio of seconds per epoch and
+    of total training time, mean over seeds with t CI; extra seconds in total)."""
+    from stats import mean_ci, paired_comparison
+    rt = run_times(df, by=("rule", by))
+    rows = []
+    for v, g in rt.groupby(by, sort=False):
+        a = g[g.rule == other].set_index("seed")
+        b = g[g.rule == base].set_index("seed")
+        seeds = a.index.intersection(b.index)
+        a, b = a.loc[seeds], b.loc[seeds]
+        acc = paired_comparison(a["test_acc"].to_numpy(), b["test_acc"].to_numpy())
+        r_ep = mean_ci((a["sec_per_epoch"] / b["sec_per_epoch"]).to_numpy())
+        r_tot = mean_ci((a["total_s"] / b["total_s"]).to_numpy())
+        rows.append({by: v, "n_seeds": len(seeds),
+                     "acc_gain_pp": 100 * acc["mean_diff"], "acc_gain_lo": 100 * acc["ci_lo"],
+                     "acc_gain_hi": 100 * acc["ci_hi"], "acc_gain_p": acc["t_p"],
+                     "epoch_time_ratio": r_ep[0], "epoch_ratio_lo": r_ep[1], "epoch_ratio_hi": r_ep[2],
+                     "total_time_ratio": r_tot[0], "total_ratio_lo": r_tot[1], "total_ratio_hi": r_tot[2],
+                     "extra_seconds": float((a["total_s"] - b["total_s"]).mean())})
+    return pd.DataFrame(rows)
+
+
+# ----------------------------------------------------------------------------- figures
+def plot_time_split(ax, table: pd.DataFrame, total: str, step: str, *, err=None,
+                    unit: str = "µs") -> None:
+    """Horizontal bars per rule: ``total`` split into the optimizer step (dark, ``step``) and
+    the rest (light); ``err`` = (lo column, hi column) for a CI on the total."""
+    from plotting import rule_color, rule_label
+    y = np.arange(len(table))[::-1]
+    colors = [rule_color(r) for r in table["rule"]]
+    rest = table[total] - table[step]
+    ax.barh(y, table[step], color=colors, label="optimizer step")
+    ax.barh(y, rest, left=table[step], color=colors, alpha=0.35, label="rest of training step")
+    if err is not None:
+        lo, hi = table[err[0]], table[err[1]]
+        ax.errorbar(table[total], y, xerr=[table[total] - lo, hi - table[total]], fmt="none",
+                    ecolor="black", capsize=3, lw=1)
+    ax.set_yticks(y, [rule_label(r) for r in table["rule"]])
+    ax.set_xlabel(unit)
+    ax.legend(loc="lower right")
+
+
+def plot_time_to_target(ax, tt: pd.DataFrame, target: float) -> None:
+    """Median seconds to reach ``target`` per rule with bootstrap CI; rules with an infinite
+    median (most runs never reach it) are marked with an x at the right edge and annotated
+    with how many runs reached it."""
+    from plotting import rule_color, rule_label
+    t = tt[tt["target"] == target].reset_index(drop=True)
+    y = np.arange(len(t))[::-1]
+    finite = np.isfinite(t["median_s"])
+    edge = float(np.nanmax(np.where(np.isfinite(t["ci_hi_s"]), t["ci_hi_s"],
+                                    np.where(finite, t["median_s"], np.nan)))) if finite.any() else 1.0
+    edge = edge * 1.15 if np.isfinite(edge) else 1.0
+    for yi, row in zip(y, t.itertuples()):
+        c = rule_color(row.rule)
+        if np.isfinite(row.median_s):
+            hi = row.ci_hi_s if np.isfinite(row.ci_hi_s) else edge
+            ax.plot([row.ci_lo_s, hi], [yi, yi], color=c, lw=2)
+            ax.plot(row.median_s, yi, "o", color=c)
+        else:
+            ax.plot(edge, yi, "x", color=c, ms=8)
+        ax.annotate(f"{row.n_reached}/{row.n_runs}", (edge, yi), xytext=(6, 0),
+                    textcoords="offset points", va="center", fontsize=8)
+    ax.set_yticks(y, [rule_label(r) for r in t["rule"]])
+    ax.set_xlabel("training seconds to reach target (median, 95% bootstrap CI)")
+    ax.set_title(f"test accuracy ≥ {target:.0%}")
+
+
+# ----------------------------------------------------------------------------- tables
+def markdown_table(df: pd.DataFrame, floatfmt: str = ".4g") -> str:
+    """A GitHub-flavoured Markdown table of ``df`` (no dependency on ``tabulate``)."""
+    def cell(v):
+        if isinstance(v, (float, np.floating)):
+            return "" if np.isnan(v) else format(float(v), floatfmt)
+        return str(v).replace("|", "\\|").replace("\n", " ")
+    cols = [str(c) for c in df.columns]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |"
+              for row in df.itertuples(index=False, name=None)]
+    return "\n".join(lines) + "\n"
+
+
+def save_table(df: pd.DataFrame, results_dir: str | Path, name: str) -> Path:
+    """Write ``df`` as ``results_dir/name.csv`` and a Markdown copy ``name.md``; return the CSV."""
+    out = Path(results_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    df.to_csv(out / f"{name}.csv", index=False)
+    (out / f"{name}.md").write_text(markdown_table(df))
+    return out / f"{name}.csv"

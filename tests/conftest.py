@@ -1,0 +1,58 @@
+"""Shared fixtures.
+
+``quick_report`` runs the whole report once per test session in quick mode,
+``python -m report --quick --out <tmp>``, as a subprocess (exactly what a user would run), and
+returns the output folder (``<tmp>/img``, ``<tmp>/results``). Tests of any notebook's outputs
+use it. It is skipped, with the reason, when Fashion-MNIST cannot be found.
+"""
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+COMMITTED = ("img", "results")     # folders a quick run must never touch
+
+
+def folder_hash(folder: Path) -> str:
+    """SHA-256 over the relative paths, sizes and contents of every file under ``folder``."""
+    h = hashlib.sha256()
+    if folder.exists():
+        for p in sorted(folder.rglob("*")):
+            if p.is_file():
+                h.update(str(p.relative_to(folder)).encode())
+                h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+def data_available() -> tuple[bool, str]:
+    import data
+    try:
+        data.locate(download=False)
+        return True, ""
+    except Exception as e:       # DataNotFoundError, unreadable folder ...
+        return False, str(e)
+
+
+@pytest.fixture(scope="session")
+def committed_hashes():
+    """Hashes of the committed img/ and results/ taken before the quick report runs."""
+    return {name: folder_hash(REPO / name) for name in COMMITTED}
+
+
+@pytest.fixture(scope="session")
+def quick_report(tmp_path_factory, committed_hashes):
+    ok, why = data_available()
+    if not ok:
+        pytest.skip(f"Fashion-MNIST not found, the quick report cannot run: {why}")
+    out = tmp_path_factory.mktemp("quick_report")
+    proc = subprocess.run([sys.executable, "-m", "report", "--quick", "--out", str(out),
+                           "--no-progress"], cwd=REPO, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    if proc.returncode != 0:
+        pytest.fail(f"python -m report --quick failed (exit {proc.returncode}):\n"
+                    f"{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+    return out

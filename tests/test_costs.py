@@ -1,0 +1,125 @@
+"""costs.py: optimizer-state bytes counted by hand, timings positive (no time limits)."""
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import costs
+from optimizers import OPTIMIZERS
+
+
+def _params():
+    torch.manual_seed(0)
+    return [torch.nn.Parameter(torch.randn(7, 5)), torch.nn.Parameter(torch.randn(5))]
+
+
+def _stepped(rule, **hp):
+    params = _params()
+    opt = OPTIMIZERS[rule](params, lr=0.01, **hp)
+    for p in params:
+        p.grad = torch.randn_like(p)
+    opt.step()
+    return opt, sum(p.numel() for p in params), len(params)
+
+
+def test_state_bytes_hand_count():
+    opt, n, _ = _stepped("sgd")
+    assert costs.state_bytes(opt) == 0                       # plain SGD keeps nothing
+    opt, n, _ = _stepped("momentum")
+    assert costs.state_bytes(opt) == 4 * n                   # one fp32 momentum_buffer
+    opt, n, k = _stepped("adam")
+    step_bytes = sum(costs._tensor_bytes(s["step"]) for s in opt.state.values())
+    assert step_bytes <= 8 * k                               # 0-d step counters
+    assert costs.state_bytes(opt) == 2 * 4 * n + step_bytes  # exp_avg + exp_avg_sq
+
+
+def test_state_bytes_matches_torch_adam():
+    params = _params()
+    opt = torch.optim.Adam(params, lr=0.01)
+    for p in params:
+        p.grad = torch.ones_like(p)
+    assert costs.state_bytes(opt) == 0                       # lazy state: nothing before a step
+    opt.step()
+    n = sum(p.numel() for p in params)
+    assert costs.state_bytes(opt) == 8 * n + 2 * 4           # two buffers + two fp32 step tensors
+
+
+@pytest.mark.parametrize("rule", list(OPTIMIZERS))
+def test_state_bytes_per_param_every_rule(rule):
+    b = costs.state_bytes_per_param(rule, model="small_mlp")
+    assert b >= 0 and math.isfinite(b)
+
+
+def test_state_bytes_per_param_values():
+    assert costs.state_bytes_per_param("sgd", model="small_mlp") == 0
+    assert costs.state_bytes_per_param("momentum", model="small_mlp") == pytest.approx(4.0)
+    assert costs.state_bytes_per_param("adam", model="small_mlp") == pytest.approx(8.0, abs=0.01)
+
+
+def test_step_time_positive():
+    r = costs.step_time_us("adam", model="small_mlp", repeats=2, inner=2, warmup=1)
+    assert r["step_us"] > 0 and r["fwd_bwd_us"] > 0
+    assert 0 < r["step_share"] < 1
+    with pytest.raises(ValueError):
+        costs.step_time_us("adam", repeats=0)
+
+
+def test_step_time_table_interleaved():
+    t = costs.step_time_table(["sgd", "adam"], model="small_mlp", repeats=2, inner=2, warmup=1)
+    assert list(t.rule) == ["sgd", "adam"]
+    assert (t.step_us > 0).all() and (t.fwd_bwd_us > 0).all()
+
+
+def test_step_time_restores_threads():
+    before = torch.get_num_threads()
+    costs.step_time_us("sgd", model="small_mlp", repeats=1, inner=1, warmup=0, threads=1)
+    assert torch.get_num_threads() == before
+
+
+def test_unknown_rule():
+    with pytest.raises(ValueError, match="Unknown rule"):
+        costs.state_bytes_per_param("nope")
+
+
+def _records():
+    """Two rules x two seeds x three epochs of fake per-epoch records."""
+    rows = []
+    for rule, secs, accs in [("fast", 1.0, [0.80, 0.86, 0.89]), ("slow", 2.0, [0.70, 0.80, 0.84])]:
+        for seed in (0, 1):
+            for e, a in enumerate(accs, 1):
+                rows.append(dict(key=f"{rule}{seed}", rule=rule, lr=0.1, seed=seed, epoch=e,
+                                 val_acc=a, test_acc=a + 0.001 * seed, train_seconds=secs,
+                                 step_seconds=secs / 4))
+    return pd.DataFrame(rows)
+
+
+def test_time_to_target_counts_unreached():
+    t = costs.time_to_target(_records(), [0.85, 0.88], n_boot=200)
+    fast85 = t[(t.rule == "fast") & (t.target == 0.85)].iloc[0]
+    assert fast85.n_runs == 2 and fast85.n_reached == 2 and fast85.median_s == 2.0
+    slow88 = t[(t.rule == "slow") & (t.target == 0.88)].iloc[0]
+    assert slow88.n_reached == 0 and np.isinf(slow88.median_s)     # kept, reported as inf
+
+
+def test_epoch_costs_and_best_lr():
+    d = _records()
+    c = costs.epoch_costs(d, by=("rule",))
+    assert c.set_index("rule").loc["slow", "train_s"] == pytest.approx(2.0)
+    assert c.set_index("rule").loc["fast", "step_share"] == pytest.approx(0.25)
+    assert costs.best_lr(d) == {"fast": 0.1, "slow": 0.1}
+
+
+def test_accuracy_vs_time_cumulative():
+    a = costs.accuracy_vs_time(_records())
+    s = a[a.rule == "slow"]
+    assert list(s.seconds) == [2.0, 4.0, 6.0]
+
+
+def test_markdown_table(tmp_path):
+    df = pd.DataFrame({"a": [1, 2], "b": [0.5, float("nan")], "c": ["x|y", "z"]})
+    md = costs.markdown_table(df)
+    assert md.splitlines()[0] == "| a | b | c |" and "x\\|y" in md
+    costs.save_table(df, tmp_path, "t")
+    assert (tmp_path / "t.csv").exists() and (tmp_path / "t.md").exists()

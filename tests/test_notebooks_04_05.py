@@ -1,0 +1,107 @@
+"""Notebooks 04 (cost) and 05 (tuning protocol) in quick mode: tables and HTML exist with the
+expected rows and columns. Uses the session fixture ``quick_report`` (tests/conftest.py), the
+output folder of ``python -m report --quick``."""
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+RULES = ["sgd", "momentum", "nag", "adagrad", "rmsprop", "adadelta",
+         "adam", "nadam", "adamw", "gravity", "cosine"]
+
+
+@pytest.fixture(scope="module")
+def results(quick_report):
+    return Path(quick_report) / "results"
+
+
+def _table(results, name):
+    csv = results / f"{name}.csv"
+    assert csv.exists(), f"missing table {csv}"
+    assert (results / f"{name}.md").exists(), f"missing Markdown copy of {name}"
+    return pd.read_csv(csv)
+
+
+@pytest.mark.parametrize("nb", ["04_cost", "05_tuning_protocol"])
+def test_html_exported(results, nb):
+    html = results / "html" / f"{nb}.html"
+    assert html.exists() and html.stat().st_size > 10_000
+    text = html.read_text(errors="replace")
+    assert "Traceback" not in text
+
+
+def test_04_step_cost(results):
+    t = _table(results, "04_step_cost")
+    assert list(t["rule"]) == RULES
+    assert {"step_us", "fwd_bwd_us", "step_share", "state_bytes_per_param"} <= set(t.columns)
+    assert (t["step_us"] > 0).all() and (t["fwd_bwd_us"] > 0).all()
+    mem = t.set_index("rule")["state_bytes_per_param"]
+    assert mem["sgd"] == 0 and mem["momentum"] == pytest.approx(4.0)
+    assert mem["adam"] == pytest.approx(8.0, abs=0.01)
+
+
+def test_04_epoch_cost(results):
+    t = _table(results, "04_epoch_cost")
+    assert list(t["rule"]) == RULES
+    assert {"best_lr", "train_s", "train_s_lo", "train_s_hi", "step_s", "step_share", "acc",
+            "state_bytes_per_param", "epoch_vs_sgd"} <= set(t.columns)
+    assert (t["train_s"] > 0).all() and ((t["step_share"] > 0) & (t["step_share"] < 1)).all()
+    assert set(t["best_lr"]) <= {0.01, 0.1, 0.2}
+
+
+def test_04_time_to_target(results):
+    t = _table(results, "04_time_to_target")
+    assert set(t["rule"]) == set(RULES) and t["target"].nunique() == 2
+    assert len(t) == 2 * len(RULES)
+    assert (t["n_reached"] <= t["n_runs"]).all()
+    # a run that never reaches the target is counted, and then the median may be infinite
+    unreached = t[t["n_reached"] == 0]
+    assert np.isinf(unreached["median_s"]).all()
+
+
+def test_04_seed004(results):
+    t = _table(results, "04_seed004")
+    assert set(zip(t["rule"], t["lr"])) == {("sgd", 1e-3), ("sgd", 1e-4), ("adam", 1e-3), ("adam", 1e-4)}
+    assert {"test_acc", "acc_ci_lo", "acc_ci_hi", "sec_per_epoch", "total_s"} <= set(t.columns)
+    g = _table(results, "04_seed004_gain")
+    assert sorted(g["lr"]) == [1e-4, 1e-3]
+    assert {"acc_gain_pp", "epoch_time_ratio", "total_time_ratio", "extra_seconds"} <= set(g.columns)
+    assert (g["epoch_time_ratio"] > 0).all()
+
+
+def test_05_search_spaces(results):
+    t = _table(results, "05_search_spaces")
+    assert set(t["rule"]) == set(RULES)
+    assert (t[t["hparam"] == "lr"]["in_b"]).all()
+
+
+def test_05_trials_and_selection(results):
+    trials = _table(results, "05_trials")
+    assert set(trials["protocol"]) == {"a", "b", "c"} and set(trials["rule"]) == set(RULES)
+    k = trials.groupby(["protocol", "rule"]).size()
+    assert k.nunique() == 1                                    # the same budget everywhere
+    sel = _table(results, "05_selected")
+    assert len(sel) == 3 * len(RULES)
+    for row in sel.itertuples():                              # best by validation, never by test
+        g = trials[(trials.protocol == row.protocol) & (trials.rule == row.rule)]
+        assert row.val_acc == pytest.approx(g["val_acc"].max())
+
+
+def test_05_ranking_and_kendall(results):
+    r = _table(results, "05_ranking")
+    assert list(r["rule"]) == RULES
+    for p in "abc":
+        assert {f"median_{p}", f"ci_lo_{p}", f"ci_hi_{p}", f"mean_rank_{p}", f"p_best_{p}"} <= set(r.columns)
+        assert r[f"p_best_{p}"].sum() == pytest.approx(1.0, abs=0.02)
+    k = _table(results, "05_kendall")
+    assert len(k) == 3 and k["tau"].between(-1, 1).all()
+
+
+def test_05_inclusion(results):
+    pairs = _table(results, "05_inclusion_pairs")
+    assert set(pairs["protocol"]) == {"a", "b", "c"} and pairs["p_general_ge"].between(0, 1).all()
+    inc = _table(results, "05_inclusion")
+    assert inc["variant"].iloc[0].startswith("momentum")
+    assert inc["variant"].str.contains("imitating").sum() >= 2
+    assert inc["test_acc"].notna().all()

@@ -1,0 +1,245 @@
+"""The main job (report.py) and the outputs of notebooks 01-03 in quick mode.
+
+Most tests use the session fixture ``quick_report`` (tests/conftest.py): one run of
+``python -m report --quick --out <tmp>``. The rest are unit tests of report.py and of the
+helpers the notebooks use (stats.sweep_table, stats.compare_to_reference, probes)."""
+import csv
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import numpy as np
+import pandas as pd
+import pytest
+
+import report
+from conftest import COMMITTED, REPO, data_available, folder_hash
+
+RULES = ["sgd", "momentum", "nag", "adagrad", "rmsprop", "adadelta",
+         "adam", "nadam", "adamw", "gravity", "cosine"]
+CLASSIC = RULES[:9]
+LRS = [0.01, 0.1, 0.2]
+STANDARD = ["QUICK", "IMG_DIR", "RESULTS_DIR", "STORE", "WORKERS", "FORCE"]
+NOTEBOOKS = sorted(p.stem for p in (REPO / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+
+
+# ----------------------------------------------------------------------------- static checks
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_parameters_cell_has_the_six_standard_names_first(name):
+    nb = nbformat.read(REPO / "notebooks" / f"{name}.ipynb", as_version=4)
+    tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1, "exactly one cell tagged 'parameters'"
+    assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.lstrip().startswith("#")
+    assert nb.cells[1] is tagged[0], "the parameters cell comes right after the title"
+    names = re.findall(r"^([A-Z_][A-Z0-9_]*)\s*=", tagged[0].source, flags=re.M)
+    assert names[:6] == STANDARD
+    # quick-mode defaults are off in the committed notebook
+    assert re.search(r"^QUICK = False", tagged[0].source, flags=re.M)
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_notebooks_are_committed_without_outputs(name):
+    nb = nbformat.read(REPO / "notebooks" / f"{name}.ipynb", as_version=4)
+    assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code")
+
+
+def test_paths_quick_never_point_at_committed_folders(tmp_path):
+    p = report.paths(True, None)
+    assert Path(p["RESULTS_DIR"]) == report.QUICK_DIR / "results"
+    assert Path(p["IMG_DIR"]) == report.QUICK_DIR / "img"
+    assert p["STORE"] == f"sqlite:///{report.QUICK_DIR / 'results' / 'runs.sqlite'}"
+    full = report.paths(False, None)
+    assert Path(full["IMG_DIR"]) == REPO / "img" and Path(full["RESULTS_DIR"]) == REPO / "results"
+    out = report.paths(True, str(tmp_path))
+    assert Path(out["RESULTS_DIR"]) == tmp_path / "results"
+
+
+def test_find_notebooks_in_order_and_only():
+    all_ = report.find_notebooks()
+    assert [p.stem for p in all_] == NOTEBOOKS
+    assert [p.name[:2] for p in report.find_notebooks(["03", "01"])] == ["01", "03"]
+
+
+def test_missing_data_exits_2_before_running_anything(tmp_path):
+    empty = tmp_path / "nodata"
+    empty.mkdir()
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, "-m", "report", "--quick", "--out", str(out)],
+                          cwd=REPO, capture_output=True, text=True,
+                          env={**os.environ, "FMNIST_DIR": str(empty), "PYTHONPATH": str(REPO)})
+    assert proc.returncode == 2, proc.stderr
+    assert "Fashion-MNIST" in proc.stderr
+    assert not (out / "results" / "notebooks").exists()
+
+
+def test_failing_notebook_is_named_and_kept(tmp_path, monkeypatch):
+    """A notebook that raises stops the job with its name and the cell's error."""
+    ok, why = data_available()
+    if not ok:
+        pytest.skip(why)
+    nbdir = tmp_path / "notebooks"
+    nbdir.mkdir()
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_markdown_cell("# 99 · A broken notebook"),
+        nbformat.v4.new_code_cell("QUICK = False", metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell("raise ValueError('boom')"),
+        nbformat.v4.new_code_cell("print('never')")])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, nbdir / "99_broken.ipynb")
+    monkeypatch.setattr(report, "NOTEBOOK_DIR", nbdir)
+    rc = report.main(["--quick", "--out", str(tmp_path / "out"), "--no-progress"])
+    assert rc == 1
+    kept = tmp_path / "out" / "results" / "notebooks" / "99_broken.ipynb"
+    assert kept.exists()
+    assert "boom" in (tmp_path / "out" / "results" / "html" / "99_broken.html").read_text()
+    rows = list(csv.DictReader(open(tmp_path / "out" / "results" / "report_timing.csv")))
+    assert rows[0]["status"] == "failed"
+
+
+# ----------------------------------------------------------------------------- quick report
+@pytest.fixture(scope="module")
+def results(quick_report):
+    return Path(quick_report) / "results"
+
+
+def _table(results, name):
+    path = results / f"{name}.csv"
+    assert path.exists(), f"missing table {path}"
+    assert (results / f"{name}.md").exists(), f"missing Markdown copy of {name}"
+    return pd.read_csv(path)
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_every_notebook_executed_and_exported(results, name):
+    nb = nbformat.read(results / "notebooks" / f"{name}.ipynb", as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert all(c.execution_count is not None for c in code), "a cell was not executed"
+    assert not any(o.get("output_type") == "error" for c in code for o in c.get("outputs", []))
+    params = next(c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", []))
+    assert "QUICK = True" in params.source
+    html = results / "html" / f"{name}.html"
+    assert html.exists() and html.stat().st_size > 10_000
+
+
+def test_index_links_every_notebook_with_title_and_time(results):
+    index = (results / "index.html").read_text()
+    links = set(re.findall(r"href='([^']+)'", index))
+    for name in NOTEBOOKS:
+        assert f"html/{name}.html" in links
+        title = report.notebook_title(nbformat.read(REPO / "notebooks" / f"{name}.ipynb", 4))
+        assert title.split("·")[-1].strip() in index
+    for link in links:            # every link resolves
+        assert (results / link).exists(), link
+    timing = pd.read_csv(results / "report_timing.csv")
+    assert sorted(timing["notebook"]) == NOTEBOOKS
+    assert (timing["status"] == "ok").all() and (timing["seconds"] > 0).all()
+
+
+def test_every_figure_and_table_is_listed_in_the_index(results, quick_report):
+    index = (results / "index.html").read_text()
+    for png in (Path(quick_report) / "img").glob("0[123]_*.png"):
+        assert png.name in index
+    for t in results.glob("0[123]_*.csv"):
+        assert t.name in index
+
+
+def test_committed_folders_untouched(quick_report, committed_hashes):
+    for name in COMMITTED:
+        assert folder_hash(REPO / name) == committed_hashes[name], f"{name}/ changed"
+
+
+def test_01_tables(results):
+    conf = _table(results, "01_conformance")
+    assert list(conf["rule"]) == CLASSIC
+    assert {"max_abs", "max_rel", "verdict"} <= set(conf.columns)
+    assert (conf["verdict"] == "matches").all()
+    mem = _table(results, "01_state_memory")
+    assert list(mem["rule"]) == RULES
+    traj = _table(results, "01_trajectories")
+    assert set(traj["surface"]) == {"seed003", "rosenbrock", "beale", "saddle"}
+    assert {"final_f", "gap", "diverged", "diverged_step"} <= set(traj.columns)
+    per = traj.groupby(["surface", "setting"])["rule"].apply(sorted)
+    assert all(v == sorted(RULES) for v in per)
+    assert set(traj["setting"]) == {f"lr={lr:g}" for lr in LRS} | {"best lr"}
+    s3 = _table(results, "01_seed003_adam").set_index("variant")
+    assert s3.loc["our Adam class (optimizers.Adam)", "max_dev_from_correct"] < 1e-9
+    assert s3.loc["seed 003 as written (3 bugs)", "max_dev_from_correct"] > 1e-2
+    hier = _table(results, "01_hierarchy")
+    assert (hier[hier["demo"].str.contains("momentum=0")]["max_gap"] == 0).all()
+
+
+def test_02_table_every_rule_and_lr(results):
+    t = _table(results, "02_sweep_table")
+    assert sorted(zip(t["rule"], t["lr"])) == sorted((r, lr) for r in RULES for lr in LRS)
+    assert {"runs", "diverged", "test_acc", "test_acc_lo", "test_acc_hi", "test_loss",
+            "best_epoch", "best_epoch_test_acc", "final_epoch"} <= set(t.columns)
+    assert (t["runs"] >= 2).all() and (t["diverged"] <= t["runs"]).all()
+    finite = t["test_acc"].dropna()
+    assert ((finite > 0) & (finite <= 1)).all()
+    comp = _table(results, "02_vs_best")
+    assert len(comp) == len(LRS) * (len(RULES) - 1)
+    assert {"mean_diff", "ci_lo", "ci_hi", "t_p", "wilcoxon_p", "holm_p", "verdict"} <= set(comp.columns)
+
+
+def test_03_tables(results):
+    c = _table(results, "03_vs_momentum")
+    assert sorted(zip(c["metric"], c["rule"], c["lr"])) == sorted(
+        (m, r, lr) for m in ("test_acc", "train_loss") for r in ("gravity", "cosine") for lr in LRS)
+    assert {"mean_diff", "ci_lo", "ci_hi", "t_p", "wilcoxon_p", "holm_p", "verdict"} <= set(c.columns)
+    a = _table(results, "03_ablation_vs_default")
+    variants = set(a["variant"])
+    assert "gravity: accumulate=False" in variants and "cosine: per=tensor" in variants
+    assert any(v.startswith("cosine: C=") for v in variants)
+
+
+# ----------------------------------------------------------------------------- helpers
+def _fake_sweep():
+    """Per-epoch rows of 3 rules x 1 lr x 4 seeds x 2 epochs; 'bad' diverges on seed 3."""
+    rows = []
+    for rule, base in (("good", 0.80), ("same", 0.7999), ("bad", 0.60)):
+        for seed in range(4):
+            div = rule == "bad" and seed == 3
+            for epoch in (1, 2):
+                acc = base + 0.01 * epoch + 0.002 * seed + 0.001 * ((seed * 7 + len(rule)) % 3)
+                rows.append(dict(key=f"{rule}{seed}", rule=rule, lr=0.1, seed=seed, epoch=epoch,
+                                 train_loss=1 - acc, val_acc=acc, test_acc=np.nan if div and epoch == 2 else acc,
+                                 test_loss=np.nan if div and epoch == 2 else 1 - acc, diverged=div))
+    return pd.DataFrame(rows)
+
+
+def test_sweep_table_excludes_diverged_runs_and_counts_them():
+    import stats
+    t = stats.sweep_table(_fake_sweep()).set_index("rule")
+    assert t.loc["bad", "runs"] == 4 and t.loc["bad", "diverged"] == 1
+    finals = [0.62 + 0.002 * s + 0.001 * ((s * 7 + 3) % 3) for s in range(3)]   # seeds 0-2 only
+    assert t.loc["bad", "test_acc"] == pytest.approx(np.mean(finals))
+    assert t.loc["good", "final_epoch"] == 2 and t.loc["good", "best_epoch"] == 2
+
+
+def test_compare_to_reference_holm_and_verdicts():
+    import stats
+    c = stats.compare_to_reference(_fake_sweep()).set_index("rule")
+    assert set(c["reference"]) == {"good"}
+    assert c.loc["bad", "verdict"] == "worse" and c.loc["bad", "n"] == 3
+    assert c.loc["bad", "diverged"] == 1
+    assert c.loc["same", "verdict"] == "indistinguishable"
+    ok = c["t_p"].notna()
+    assert (c.loc[ok, "holm_p"] >= c.loc[ok, "t_p"]).all()
+
+
+def test_probe_records_gravity_step_size_and_caches(tmp_path):
+    ok, why = data_available()
+    if not ok:
+        pytest.skip(why)
+    import probes
+    r = probes.probe_run("gravity", {"lr": 0.1}, "effective_lr", max_steps=6, every=2,
+                         cache_dir=tmp_path)
+    assert list(r["steps"]) == [1, 2, 4, 6]
+    assert r["values"][0] < 0.1 and np.all(np.diff(r["values"]) <= 0)
+    again = probes.probe_run("gravity", {"lr": 0.1}, "effective_lr", max_steps=6, every=2,
+                             cache_dir=tmp_path)
+    np.testing.assert_array_equal(r["values"], again["values"])
+    assert len(list(tmp_path.glob("*.npz"))) == 1

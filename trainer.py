@@ -1,0 +1,219 @@
+"""One trainer for every update rule: preloaded tensors, no DataLoader, a JSON-ready record.
+
+    from trainer import train
+    rec = train("mlp", "adam", {"lr": 1e-3}, epochs=2, seed=0)
+    rec["epochs"][-1]["test_acc"], rec["diverged"]
+
+Speed (see benchmarks/bench_trainer.py for the measurements). The whole training split sits in
+memory as one tensor; each epoch draws a permutation from a seeded torch.Generator and a batch
+is an index into it. Per step the loop does no host synchronisation: the batch loss and the
+number of correct predictions are written into preallocated tensors and read once per epoch,
+and divergence is checked every ``check_every`` steps (one sync per check). Gradients are
+released with ``zero_grad(set_to_none=True)`` (no memset; the next backward writes them fresh).
+``torch.compile`` of the model is available (``compile=True``) but off by default: for this
+small MLP it did not pay on our 2-core CPU; if compiling fails the trainer falls back to eager.
+
+Divergence. A non-finite training loss ends the run at once (within ``check_every`` steps; the
+steps after the first non-finite loss are dropped from ``step_losses``): the epoch is recorded
+with what it has, ``diverged`` is True and ``diverged_epoch`` its number. Non-finite floats
+anywhere in the record are stored as None (JSON null), so the record is strict JSON.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+
+import torch
+import torch.nn.functional as F
+
+from models import build_model
+
+__all__ = ["train", "evaluate", "json_safe"]
+
+EVAL_BATCH = 5000      # examples per forward pass when evaluating (memory, not results)
+CHECK_EVERY = 50       # steps between divergence checks (each check is one host sync)
+
+
+def json_safe(x):
+    """Replace non-finite floats by None, recursively (strict JSON has no NaN/inf)."""
+    if isinstance(x, float):
+        return x if math.isfinite(x) else None
+    if isinstance(x, dict):
+        return {k: json_safe(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [json_safe(v) for v in x]
+    return x
+
+
+@torch.inference_mode()
+def evaluate(model, x, y, batch_size: int = EVAL_BATCH) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy of ``model`` on (x, y)."""
+    was_training = model.training
+    model.eval()
+    loss_sum = torch.zeros((), dtype=torch.float64)
+    correct = torch.zeros((), dtype=torch.int64)
+    for i in range(0, len(y), batch_size):
+        out = model(x[i:i + batch_size])
+        yb = y[i:i + batch_size]
+        loss_sum += F.cross_entropy(out, yb, reduction="sum").double()
+        correct += (out.argmax(1) == yb).sum()
+    model.train(was_training)
+    n = max(len(y), 1)
+    return float(loss_sum) / n, int(correct) / n
+
+
+@contextlib.contextmanager
+def _num_threads(n):
+    if n is None:
+        yield
+        return
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+def _make_optimizer(rule, params, hparams):
+    from optimizers import OPTIMIZERS
+    if rule not in OPTIMIZERS:
+        raise ValueError(f"Unknown rule: {rule!r} (choose from {', '.join(OPTIMIZERS)})")
+    return OPTIMIZERS[rule](params, **hparams)
+
+
+def _compiled(model):
+    """torch.compile(model) that falls back to the eager model if compiling fails."""
+    try:
+        compiled = torch.compile(model)
+    except Exception:
+        return model
+    state = {"fn": compiled}
+
+    def forward(x):
+        try:
+            return state["fn"](x)
+        except Exception:
+            if state["fn"] is model:
+                raise
+            state["fn"] = model     # e.g. no C compiler: run eager from now on
+            return model(x)
+    return forward
+
+
+def train(model: str = "mlp", rule: str = "sgd", hparams: dict | None = None, *, data=None,
+          epochs: int = 1, batch_size: int = 64, seed: int = 0, max_steps: int | None = None,
+          callback=None, progress: bool = False, threads: int | None = None,
+          compile: bool = False, check_every: int = CHECK_EVERY) -> dict:
+    """Train ``model`` with update rule ``rule`` and return a JSON-serialisable record.
+
+    model:       name in models.MODELS.
+    rule:        name in optimizers.OPTIMIZERS.
+    hparams:     keyword arguments of the rule, including ``lr`` (missing ones: rule defaults).
+    data:        a data.FashionMNIST (default: data.load_fashion_mnist()).
+    epochs:      passes over the training split; the last batch of an epoch may be smaller
+                 (like DataLoader's default drop_last=False).
+    batch_size:  examples per step.
+    seed:        seeds the model's initial weights, the batch order and any randomness of the
+                 rule (torch's global RNG is forked, so the caller's state is untouched).
+    max_steps:   stop after this many optimizer steps in total (the partial epoch is recorded).
+    callback:    ``callback(step, model, optimizer, loss)`` after every optimizer step; ``step``
+                 counts steps taken (1-based), ``loss`` is the batch loss tensor. None: no cost.
+    progress:    show a tqdm bar over steps.
+    threads:     torch intra-op threads during the run (None: leave as is).
+    compile:     torch.compile the model (falls back to eager on failure).
+    check_every: steps between divergence checks.
+
+    Record: ``config`` (echo), ``epochs`` (one dict per epoch: epoch, train_loss, train_acc
+    -- plain means over the epoch's batches --, val_loss, val_acc, test_loss, test_acc,
+    train_seconds -- the training loop of the epoch, no evaluation --, step_seconds -- the part
+    spent in optimizer.step()), ``step_losses`` (loss of every step), ``diverged``,
+    ``diverged_epoch``, ``steps``, ``seconds`` (total wall time including evaluation).
+    """
+    if data is None:
+        from data import load_fashion_mnist
+        data = load_fashion_mnist()
+    hparams = dict(hparams or {})
+    if batch_size < 1:
+        raise ValueError(f"Invalid batch_size: {batch_size}")
+    config = dict(model=model, rule=rule, hparams=hparams, epochs=epochs, batch_size=batch_size,
+                  seed=seed, max_steps=max_steps, n_train=len(data.train_y), n_val=len(data.val_y),
+                  data_source=getattr(data, "source", None), torch=torch.__version__,
+                  threads=threads or torch.get_num_threads())
+    t_start = time.perf_counter()
+    with _num_threads(threads), torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        net = build_model(model, seed)
+        net.train()
+        optimizer = _make_optimizer(rule, net.parameters(), hparams)
+        forward = _compiled(net) if compile else net
+        x_all, y_all = data.train_x, data.train_y
+        n = len(y_all)
+        steps_per_epoch = math.ceil(n / batch_size)
+        gen = torch.Generator().manual_seed(seed)
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+            total = epochs * steps_per_epoch if max_steps is None else min(max_steps, epochs * steps_per_epoch)
+            bar = tqdm(total=total, desc=f"{model}/{rule}", leave=False)
+
+        epochs_out, step_losses = [], []
+        diverged, diverged_epoch, step = False, None, 0
+        for epoch in range(1, epochs + 1):
+            if max_steps is not None and step >= max_steps:
+                break
+            perm = torch.randperm(n, generator=gen)
+            n_steps = steps_per_epoch if max_steps is None else min(steps_per_epoch, max_steps - step)
+            losses = torch.empty(n_steps)                         # per-step loss, read once per epoch
+            correct = torch.zeros((), dtype=torch.int64)          # running count of right answers
+            seen = 0
+            step_time = 0.0
+            done = checked = 0                                    # steps done / checked for NaN
+            t_epoch = time.perf_counter()
+            for i in range(n_steps):
+                idx = perm[i * batch_size:(i + 1) * batch_size]
+                xb, yb = x_all[idx], y_all[idx]
+                out = forward(xb)
+                loss = F.cross_entropy(out, yb)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                t0 = time.perf_counter()
+                optimizer.step()
+                step_time += time.perf_counter() - t0
+                step += 1
+                done = i + 1
+                with torch.no_grad():
+                    losses[i] = loss.detach()
+                    correct += (out.argmax(1) == yb).sum()
+                seen += len(yb)
+                if callback is not None:
+                    callback(step, net, optimizer, loss.detach())
+                if done - checked >= check_every or done == n_steps:
+                    if bar is not None:
+                        bar.update(done - checked)
+                    if not bool(torch.isfinite(losses[checked:done]).all()):
+                        diverged, diverged_epoch = True, epoch
+                        break
+                    checked = done
+            train_seconds = time.perf_counter() - t_epoch
+            epoch_losses = losses[:done]
+            if diverged:       # keep the steps up to and including the first non-finite loss
+                first_bad = int((~torch.isfinite(epoch_losses)).nonzero()[0, 0])
+                epoch_losses = epoch_losses[:first_bad + 1]
+            step_losses.extend(epoch_losses.tolist())
+            val_loss, val_acc = evaluate(net, data.val_x, data.val_y) if len(data.val_y) else (math.nan, math.nan)
+            test_loss, test_acc = evaluate(net, data.test_x, data.test_y)
+            epochs_out.append(dict(
+                epoch=epoch,
+                train_loss=float(epoch_losses.double().mean()) if len(epoch_losses) else math.nan,
+                train_acc=int(correct) / max(seen, 1),
+                val_loss=val_loss, val_acc=val_acc, test_loss=test_loss, test_acc=test_acc,
+                train_seconds=train_seconds, step_seconds=step_time, steps=len(epoch_losses)))
+            if diverged:
+                break
+        if bar is not None:
+            bar.close()
+    return json_safe(dict(config=config, epochs=epochs_out, step_losses=step_losses,
+                          diverged=diverged, diverged_epoch=diverged_epoch, steps=step,
+                          seconds=time.perf_counter() - t_start))
