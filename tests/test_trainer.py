@@ -120,3 +120,13 @@ def test_evaluate_matches_manual(tiny):
         out = m(tiny.test_x)
     assert loss == pytest.approx(float(torch.nn.functional.cross_entropy(out, tiny.test_y)), rel=1e-5)
     assert acc == pytest.approx(float((out.argmax(1) == tiny.test_y).float().mean()))
+
+
+def test_flush_denormal_recorded_and_switched_off_after(tiny):
+    tiny_float = torch.tensor([1e-39])          # subnormal in float32
+    rec = train("small_mlp", "adam", {"lr": 1e-3}, data=tiny, epochs=1, max_steps=3)
+    assert rec["config"]["flush_denormal"] is True
+    assert (tiny_float * 1.0).item() != 0.0     # torch's default (no flushing) is back
+    rec = train("small_mlp", "adam", {"lr": 1e-3}, data=tiny, epochs=1, max_steps=3,
+                flush_denormal=False)
+    assert rec["config"]["flush_denormal"] is False
