@@ -149,6 +149,61 @@ def write_index(results_dir: Path, img_dir: Path, timing: dict[str, dict], quick
     return index
 
 
+README_START, README_END = "<!-- headline:start -->", "<!-- headline:end -->"
+
+
+def headline_markdown(results_dir: Path, img_dir: Path) -> str:
+    """The README's headline, built only from the files a full run wrote: notebook 02's heat
+    map and table (final test accuracy, mean and 95% CI over seeds, per rule and lr), and the
+    run times (notebook wall times; training seconds summed over the runs in the store)."""
+    import json
+    import sqlite3
+
+    import pandas as pd
+
+    from plotting import RULE_ORDER, rule_label
+    t = pd.read_csv(results_dir / "02_sweep_table.csv")
+    cell = lambda r: (f"{100 * r.test_acc:.1f} [{100 * r.test_acc_lo:.1f}, {100 * r.test_acc_hi:.1f}]"
+                      + (f" ({int(r.diverged)} div.)" if r.diverged else ""))
+    t["cell"] = [cell(r) for r in t.itertuples()]
+    wide = t.pivot(index="rule", columns="lr", values="cell")
+    wide = wide.reindex([r for r in RULE_ORDER if r in wide.index])
+    seeds = int(t["runs"].max())
+    lines = [f"![final test accuracy per rule and lr]({img_dir.name}/02_final_test_acc_heatmap.png)", "",
+             f"Final test accuracy (%) of the quickstart MLP after notebook 02's epochs, mean and 95% "
+             f"CI over {seeds} seeds ([full table](results/02_sweep_table.md)):", "",
+             "| rule | " + " | ".join(f"lr {lr:g}" for lr in wide.columns) + " |",
+             "|---|" + "---|" * len(wide.columns)]
+    lines += [f"| {rule_label(rule)} | " + " | ".join(str(v) for v in row) + " |"
+              for rule, row in zip(wide.index, wide.itertuples(index=False))]
+    timing = pd.read_csv(results_dir / "report_timing.csv")
+    timing = timing[~timing["quick"].astype(str).str.lower().eq("true")]
+    train_s = 0.0
+    db = results_dir / "runs.sqlite"
+    if db.exists():
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as c:
+            train_s = sum(json.loads(r)["seconds"] for (r,) in
+                          c.execute("select result from runs where status = 'done'"))
+    spent = ", ".join(f"{r.notebook} {float(r.seconds) / 60:.1f} min" for r in timing.itertuples())
+    lines += ["", f"Run times on this machine (2 cores): training in the store adds up to "
+              f"{train_s / 3600:.1f} process-hours (two worker processes share the cores)"
+              + (f"; the last `make report` spent {spent} (runs already in the store are reused, "
+                 f"not retrained)" if spent else "") + "."]
+    return "\n".join(lines)
+
+
+def update_readme(results_dir: Path, img_dir: Path, readme: Path | None = None) -> bool:
+    """Replace the block between the headline markers in README.md; False if there is none."""
+    readme = readme or REPO / "README.md"
+    text = readme.read_text()
+    if README_START not in text or README_END not in text:
+        return False
+    head, rest = text.split(README_START, 1)
+    _, tail = rest.split(README_END, 1)
+    readme.write_text(f"{head}{README_START}\n{headline_markdown(results_dir, img_dir)}\n{README_END}{tail}")
+    return True
+
+
 def run(args) -> int:
     import nbformat
     import papermill as pm
@@ -204,6 +259,8 @@ def run(args) -> int:
     total = time.perf_counter() - t_all
     index = write_index(results_dir, img_dir, timing, args.quick)
     print(f"report: total {total:.1f} s; index: {index}", flush=True)
+    if status == 0 and not args.quick and args.out is None and (results_dir / "02_sweep_table.csv").exists():
+        update_readme(results_dir, img_dir)
     return status
 
 
@@ -216,7 +273,13 @@ def main(argv=None) -> int:
     ap.add_argument("--only", nargs="+", metavar="NN", help="run only these notebooks (01 02 ...)")
     ap.add_argument("--workers", type=int, default=2, help="worker processes for sweeps (2)")
     ap.add_argument("--no-progress", action="store_true", help="no per-cell progress bar")
-    return run(ap.parse_args(argv))
+    ap.add_argument("--readme", action="store_true",
+                    help="only rewrite README.md's headline from the committed results, run nothing")
+    args = ap.parse_args(argv)
+    if args.readme:
+        p = paths(False, None)
+        return 0 if update_readme(Path(p["RESULTS_DIR"]), Path(p["IMG_DIR"])) else 1
+    return run(args)
 
 
 if __name__ == "__main__":

@@ -243,3 +243,19 @@ def test_probe_records_gravity_step_size_and_caches(tmp_path):
                              cache_dir=tmp_path)
     np.testing.assert_array_equal(r["values"], again["values"])
     assert len(list(tmp_path.glob("*.npz"))) == 1
+
+
+def test_readme_headline_is_built_from_the_results(results, quick_report, tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\n\nbefore\n{report.README_START}\nstale\n{report.README_END}\nafter\n")
+    assert report.update_readme(results, Path(quick_report) / "img", readme)
+    text = readme.read_text()
+    assert "stale" not in text and text.startswith("# x\n\nbefore\n") and text.endswith("after\n")
+    block = text.split(report.README_START)[1].split(report.README_END)[0]
+    table = [line for line in block.splitlines() if line.startswith("| ") and "rule" not in line]
+    assert len(table) == 11                                   # one row per rule
+    assert all(line.count("|") == 5 for line in table)        # rule + three learning rates
+    plain = tmp_path / "plain.md"
+    plain.write_text("no markers\n")
+    assert not report.update_readme(results, Path(quick_report) / "img", plain)
+    assert plain.read_text() == "no markers\n"
