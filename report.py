@@ -159,12 +159,17 @@ def headline_markdown(results_dir: Path, img_dir: Path) -> str:
     import json
     import sqlite3
 
+    import numpy as np
     import pandas as pd
 
     from plotting import RULE_ORDER, rule_label
     t = pd.read_csv(results_dir / "02_sweep_table.csv")
-    cell = lambda r: (f"{100 * r.test_acc:.1f} [{100 * r.test_acc_lo:.1f}, {100 * r.test_acc_hi:.1f}]"
-                      + (f" ({int(r.diverged)} div.)" if r.diverged else ""))
+    def cell(r):
+        if not np.isfinite(r.test_acc):
+            return f"diverged ({int(r.diverged)}/{int(r.runs)})"
+        ci = (f"[{100 * r.test_acc_lo:.1f}, {100 * r.test_acc_hi:.1f}]" if np.isfinite(r.test_acc_lo)
+              else f"(n={int(r.runs - r.diverged)})")
+        return f"{100 * r.test_acc:.1f} {ci}" + (f", {int(r.diverged)}/{int(r.runs)} diverged" if r.diverged else "")
     t["cell"] = [cell(r) for r in t.itertuples()]
     wide = t.pivot(index="rule", columns="lr", values="cell")
     wide = wide.reindex([r for r in RULE_ORDER if r in wide.index])
