@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -56,3 +57,17 @@ def quick_report(tmp_path_factory, committed_hashes):
         pytest.fail(f"python -m report --quick failed (exit {proc.returncode}):\n"
                     f"{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
     return out
+
+
+@pytest.fixture(scope="module")
+def results(quick_report):
+    """The quick report's results folder."""
+    return Path(quick_report) / "results"
+
+
+def read_table(results, name):
+    """A table the report wrote: its CSV (as a DataFrame) and its Markdown copy must exist."""
+    path = results / f"{name}.csv"
+    assert path.exists(), f"missing table {path}"
+    assert (results / f"{name}.md").exists(), f"missing Markdown copy of {name}"
+    return pd.read_csv(path)

@@ -7,20 +7,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import read_table
+
 RULES = ["sgd", "momentum", "nag", "adagrad", "rmsprop", "adadelta",
          "adam", "nadam", "adamw", "gravity", "cosine"]
 
 
-@pytest.fixture(scope="module")
-def results(quick_report):
-    return Path(quick_report) / "results"
-
-
-def _table(results, name):
-    csv = results / f"{name}.csv"
-    assert csv.exists(), f"missing table {csv}"
-    assert (results / f"{name}.md").exists(), f"missing Markdown copy of {name}"
-    return pd.read_csv(csv)
 
 
 @pytest.mark.parametrize("nb", ["04_cost", "05_tuning_protocol"])
@@ -32,7 +24,7 @@ def test_html_exported(results, nb):
 
 
 def test_04_step_cost(results):
-    t = _table(results, "04_step_cost")
+    t = read_table(results, "04_step_cost")
     assert list(t["rule"]) == RULES
     assert {"step_us", "fwd_bwd_us", "step_share", "state_bytes_per_param"} <= set(t.columns)
     assert (t["step_us"] > 0).all() and (t["fwd_bwd_us"] > 0).all()
@@ -42,7 +34,7 @@ def test_04_step_cost(results):
 
 
 def test_04_epoch_cost(results):
-    t = _table(results, "04_epoch_cost")
+    t = read_table(results, "04_epoch_cost")
     assert list(t["rule"]) == RULES
     assert {"best_lr", "train_s", "train_s_lo", "train_s_hi", "step_s", "step_share", "acc",
             "state_bytes_per_param", "epoch_vs_sgd"} <= set(t.columns)
@@ -51,7 +43,7 @@ def test_04_epoch_cost(results):
 
 
 def test_04_time_to_target(results):
-    t = _table(results, "04_time_to_target")
+    t = read_table(results, "04_time_to_target")
     assert set(t["rule"]) == set(RULES) and t["target"].nunique() == 2
     assert len(t) == 2 * len(RULES)
     assert (t["n_reached"] <= t["n_runs"]).all()
@@ -61,27 +53,27 @@ def test_04_time_to_target(results):
 
 
 def test_04_seed004(results):
-    t = _table(results, "04_seed004")
+    t = read_table(results, "04_seed004")
     assert set(zip(t["rule"], t["lr"])) == {("sgd", 1e-3), ("sgd", 1e-4), ("adam", 1e-3), ("adam", 1e-4)}
     assert {"test_acc", "acc_ci_lo", "acc_ci_hi", "sec_per_epoch", "total_s"} <= set(t.columns)
-    g = _table(results, "04_seed004_gain")
+    g = read_table(results, "04_seed004_gain")
     assert sorted(g["lr"]) == [1e-4, 1e-3]
     assert {"acc_gain_pp", "epoch_time_ratio", "total_time_ratio", "extra_seconds"} <= set(g.columns)
     assert (g["epoch_time_ratio"] > 0).all()
 
 
 def test_05_search_spaces(results):
-    t = _table(results, "05_search_spaces")
+    t = read_table(results, "05_search_spaces")
     assert set(t["rule"]) == set(RULES)
     assert (t[t["hparam"] == "lr"]["in_b"]).all()
 
 
 def test_05_trials_and_selection(results):
-    trials = _table(results, "05_trials")
+    trials = read_table(results, "05_trials")
     assert set(trials["protocol"]) == {"a", "b", "c"} and set(trials["rule"]) == set(RULES)
     k = trials.groupby(["protocol", "rule"]).size()
     assert k.nunique() == 1                                    # the same budget everywhere
-    sel = _table(results, "05_selected")
+    sel = read_table(results, "05_selected")
     assert len(sel) == 3 * len(RULES)
     for row in sel.itertuples():                              # best by validation, never by test
         g = trials[(trials.protocol == row.protocol) & (trials.rule == row.rule)]
@@ -89,19 +81,19 @@ def test_05_trials_and_selection(results):
 
 
 def test_05_ranking_and_kendall(results):
-    r = _table(results, "05_ranking")
+    r = read_table(results, "05_ranking")
     assert list(r["rule"]) == RULES
     for p in "abc":
         assert {f"median_{p}", f"ci_lo_{p}", f"ci_hi_{p}", f"mean_rank_{p}", f"p_best_{p}"} <= set(r.columns)
         assert r[f"p_best_{p}"].sum() == pytest.approx(1.0, abs=0.02)
-    k = _table(results, "05_kendall")
+    k = read_table(results, "05_kendall")
     assert len(k) == 3 and k["tau"].between(-1, 1).all()
 
 
 def test_05_inclusion(results):
-    pairs = _table(results, "05_inclusion_pairs")
+    pairs = read_table(results, "05_inclusion_pairs")
     assert set(pairs["protocol"]) == {"a", "b", "c"} and pairs["p_general_ge"].between(0, 1).all()
-    inc = _table(results, "05_inclusion")
+    inc = read_table(results, "05_inclusion")
     assert inc["variant"].iloc[0].startswith("momentum")
     assert inc["variant"].str.contains("imitating").sum() >= 2
     assert inc["test_acc"].notna().all()

@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 import report
-from conftest import COMMITTED, REPO, data_available, folder_hash
+from conftest import COMMITTED, REPO, data_available, folder_hash, read_table
 
 RULES = ["sgd", "momentum", "nag", "adagrad", "rmsprop", "adadelta",
          "adam", "nadam", "adamw", "gravity", "cosine"]
@@ -100,16 +100,6 @@ def test_failing_notebook_is_named_and_kept(tmp_path, monkeypatch):
 
 
 # ----------------------------------------------------------------------------- quick report
-@pytest.fixture(scope="module")
-def results(quick_report):
-    return Path(quick_report) / "results"
-
-
-def _table(results, name):
-    path = results / f"{name}.csv"
-    assert path.exists(), f"missing table {path}"
-    assert (results / f"{name}.md").exists(), f"missing Markdown copy of {name}"
-    return pd.read_csv(path)
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
@@ -152,44 +142,44 @@ def test_committed_folders_untouched(quick_report, committed_hashes):
 
 
 def test_01_tables(results):
-    conf = _table(results, "01_conformance")
+    conf = read_table(results, "01_conformance")
     assert list(conf["rule"]) == CLASSIC
     assert {"max_abs", "max_rel", "verdict"} <= set(conf.columns)
     assert (conf["verdict"] == "matches").all()
-    mem = _table(results, "01_state_memory")
+    mem = read_table(results, "01_state_memory")
     assert list(mem["rule"]) == RULES
-    traj = _table(results, "01_trajectories")
+    traj = read_table(results, "01_trajectories")
     assert set(traj["surface"]) == {"seed003", "rosenbrock", "beale", "saddle"}
     assert {"final_f", "gap", "diverged", "diverged_step"} <= set(traj.columns)
     per = traj.groupby(["surface", "setting"])["rule"].apply(sorted)
     assert all(v == sorted(RULES) for v in per)
     assert set(traj["setting"]) == {f"lr={lr:g}" for lr in LRS} | {"best lr"}
-    s3 = _table(results, "01_seed003_adam").set_index("variant")
+    s3 = read_table(results, "01_seed003_adam").set_index("variant")
     assert s3.loc["our Adam class (optimizers.Adam)", "max_dev_from_correct"] < 1e-9
     assert s3.loc["seed 003 as written (3 bugs)", "max_dev_from_correct"] > 1e-2
-    hier = _table(results, "01_hierarchy")
+    hier = read_table(results, "01_hierarchy")
     assert (hier[hier["demo"].str.contains("momentum=0")]["max_gap"] == 0).all()
 
 
 def test_02_table_every_rule_and_lr(results):
-    t = _table(results, "02_sweep_table")
+    t = read_table(results, "02_sweep_table")
     assert sorted(zip(t["rule"], t["lr"])) == sorted((r, lr) for r in RULES for lr in LRS)
     assert {"runs", "diverged", "test_acc", "test_acc_lo", "test_acc_hi", "test_loss",
             "best_epoch", "best_epoch_test_acc", "final_epoch"} <= set(t.columns)
     assert (t["runs"] >= 2).all() and (t["diverged"] <= t["runs"]).all()
     finite = t["test_acc"].dropna()
     assert ((finite > 0) & (finite <= 1)).all()
-    comp = _table(results, "02_vs_best")
+    comp = read_table(results, "02_vs_best")
     assert len(comp) == len(LRS) * (len(RULES) - 1)
     assert {"mean_diff", "ci_lo", "ci_hi", "t_p", "wilcoxon_p", "holm_p", "verdict"} <= set(comp.columns)
 
 
 def test_03_tables(results):
-    c = _table(results, "03_vs_momentum")
+    c = read_table(results, "03_vs_momentum")
     assert sorted(zip(c["metric"], c["rule"], c["lr"])) == sorted(
         (m, r, lr) for m in ("test_acc", "train_loss") for r in ("gravity", "cosine") for lr in LRS)
     assert {"mean_diff", "ci_lo", "ci_hi", "t_p", "wilcoxon_p", "holm_p", "verdict"} <= set(c.columns)
-    a = _table(results, "03_ablation_vs_default")
+    a = read_table(results, "03_ablation_vs_default")
     variants = set(a["variant"])
     assert "gravity: accumulate=False" in variants and "cosine: per=tensor" in variants
     assert any(v.startswith("cosine: C=") for v in variants)
