@@ -62,14 +62,19 @@ def state_bytes(optimizer: torch.optim.Optimizer) -> int:
 
 
 def make_optimizer(rule: str, params, hparams: dict | None = None) -> torch.optim.Optimizer:
-    """The report's optimizer ``rule`` (a key of ``optimizers.OPTIMIZERS``) on ``params``.
+    """The report's optimizer ``rule`` (a key of ``optimizers.OPTIMIZERS``) on ``params``, as
+    the trainer builds it: with the rule's compiled step where it has one (unless ``hparams``
+    says ``compiled=False``).
 
     ``hparams`` are the constructor's keyword arguments; ``lr`` defaults to ``DEFAULT_LR``.
     """
     from optimizers import OPTIMIZERS   # imported here so this module loads on its own
+    from trainer import has_compiled_step
     if rule not in OPTIMIZERS:
         raise ValueError(f"Unknown rule: {rule!r} (choose from {', '.join(OPTIMIZERS)})")
     hp = {"lr": DEFAULT_LR, **(hparams or {})}
+    if has_compiled_step(rule):
+        hp.setdefault("compiled", True)
     return OPTIMIZERS[rule](params, **hp)
 
 

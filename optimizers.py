@@ -18,6 +18,15 @@ rule.  Each rule writes only its own math, twice:
   squares, Adadelta's single square root, Nesterov's update without a
   temporary -- and agrees to rounding).
 
+The rules whose step makes several passes over memory (Momentum, Nesterov,
+Adam, AdamW, NAdam, Gravity, Cosine) have a third, *compiled* path, selected
+by ``compiled=True``: the same formula written once more as a plain function of tensors (the
+``_*_kernel`` functions below, hyper-parameters passed as a float64 tensor so
+that a new learning rate or step count does not recompile), handed to
+``torch.compile``, which fuses it into one loop per tensor.  It agrees with the
+reference path to rounding (tests); if compiling fails (no C compiler), it warns
+once and runs the same function eagerly.
+
 The classic rules mirror ``torch.optim`` (hyper-parameter names, defaults,
 state keys, the tensor ``state["step"]``, error messages and the order of
 floating-point operations), so that they agree with it step by step.
@@ -120,8 +129,10 @@ class RuleOptimizer(Optimizer):
     #: rule needs the whole group in one call (Gravity's global S).
     chunk_foreach = True
 
-    def __init__(self, params, defaults, foreach=True):
-        defaults = dict(defaults, foreach=bool(foreach))
+    def __init__(self, params, defaults, foreach=True, compiled=False):
+        _check(not compiled or type(self).step_compiled is not RuleOptimizer.step_compiled,
+               f"Invalid compiled value: {compiled} ({type(self).__name__} has no compiled path)")
+        defaults = dict(defaults, foreach=bool(foreach), compiled=bool(compiled))
         super().__init__(params, defaults)
 
     # ---- hooks -----------------------------------------------------------
@@ -137,6 +148,10 @@ class RuleOptimizer(Optimizer):
 
     def step_foreach(self, group, params, grads, states):
         self.step_reference(group, params, grads, states)
+
+    def step_compiled(self, group, params, grads, states):
+        """Optional compiled path (whole group in one call); rules that have one override it."""
+        raise NotImplementedError
 
     # ---- the loop --------------------------------------------------------
     @torch.no_grad()
@@ -163,7 +178,7 @@ class RuleOptimizer(Optimizer):
             if not params:
                 continue
 
-            fast = group["foreach"]
+            fast = group["foreach"] or group.get("compiled", False)
             weight_decay = group["weight_decay"]
             if weight_decay != 0 and not group.get("decoupled_weight_decay", False):
                 # g <- g + lambda * theta          (L2 penalty, as torch.optim)
@@ -172,7 +187,9 @@ class RuleOptimizer(Optimizer):
                 else:
                     grads = [g.add(p, alpha=weight_decay) for p, g in zip(params, grads)]
 
-            if not fast:
+            if group.get("compiled", False):
+                self.step_compiled(group, params, grads, states)
+            elif not fast:
                 self.step_reference(group, params, grads, states)
             elif not self.chunk_foreach:
                 self.step_foreach(group, params, grads, states)
@@ -196,6 +213,52 @@ def _chunks(sizes, budget):
     if current:
         chunks.append(current)
     return chunks
+
+
+_COMPILED = {}
+
+
+def _compiled(kernel):
+    """``torch.compile(kernel)``, made once per kernel; if compiling fails (for example no C
+    compiler), warn once and return ``kernel`` itself, which computes the same thing eagerly."""
+    if kernel not in _COMPILED:
+        try:
+            fn = torch.compile(kernel, fullgraph=True)
+        except Exception as error:                 # torch.compile unsupported here
+            fn = _eager_after_warning(kernel, error)
+        _COMPILED[kernel] = _fall_back_on_error(kernel, fn)
+    return _COMPILED[kernel]
+
+
+def _eager_after_warning(kernel, error):
+    import warnings
+    warnings.warn(f"compiled={True} but torch.compile failed for {kernel.__name__} "
+                  f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}); "
+                  "running it eagerly (same results, slower)", RuntimeWarning, stacklevel=3)
+    return kernel
+
+
+def _fall_back_on_error(kernel, fn):
+    """Call ``fn``; if it raises (a compile error: compiling happens before the kernel runs,
+    so nothing was changed), switch to ``kernel`` for good and run that."""
+    state = {"fn": fn}
+
+    def call(*args):
+        if state["fn"] is kernel:
+            return kernel(*args)
+        try:
+            return state["fn"](*args)
+        except Exception as error:
+            state["fn"] = _eager_after_warning(kernel, error)
+            return kernel(*args)
+    call.__wrapped__ = kernel
+    return call
+
+
+def _hyper(rows):
+    """Per-parameter scalars as one float64 tensor (rows x k): inputs, not constants, to the
+    compiled kernels, so new values do not recompile."""
+    return torch.tensor(rows, dtype=torch.float64)
 
 
 def _increment_steps(states, fast):
@@ -252,14 +315,15 @@ class Momentum(SGD):
 
     nesterov = False
 
-    def __init__(self, params, lr=1e-3, momentum=0.9, dampening=0, weight_decay=0, *, foreach=True):
+    def __init__(self, params, lr=1e-3, momentum=0.9, dampening=0, weight_decay=0, *, foreach=True,
+                 compiled=False):
         _check(0.0 <= lr, f"Invalid learning rate: {lr}")
         _check(0.0 <= momentum, f"Invalid momentum value: {momentum}")
         _check(0.0 <= weight_decay, f"Invalid weight_decay value: {weight_decay}")
         if self.nesterov and dampening != 0:
             raise ValueError("Nesterov momentum requires a momentum and zero dampening")
         defaults = dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay)
-        RuleOptimizer.__init__(self, params, defaults, foreach)
+        RuleOptimizer.__init__(self, params, defaults, foreach, compiled)
 
     def step_param(self, state, group, param, grad):
         mu, tau = group["momentum"], group["dampening"]
@@ -301,6 +365,26 @@ class Momentum(SGD):
         else:
             # theta <- theta - lr * b_t
             torch._foreach_add_(params, bufs, alpha=-lr)
+
+    def step_compiled(self, group, params, grads, states):
+        if any(s.get("momentum_buffer") is None for s in states):
+            return self.step_foreach(group, params, grads, states)     # b_1 = g_1: the first step
+        h = _hyper([group["lr"], group["momentum"], 1 - group["dampening"]])
+        _compiled(_momentum_kernel)(params, grads, [s["momentum_buffer"] for s in states], h,
+                                    self.nesterov)
+
+
+def _momentum_kernel(params, grads, bufs, h, nesterov):
+    """Momentum's (and Nesterov's) step after the first, as one function of tensors (for
+    torch.compile); h = (lr, mu, 1 - tau)."""
+    lr, mu, one_minus_tau = h.unbind()
+    for p, g, b in zip(params, grads, bufs):
+        # b_t = mu * b_{t-1} + (1 - tau) * g_t
+        b.mul_(mu).add_(one_minus_tau * g)
+        # d_t = g_t + mu * b_t (Nesterov) or b_t
+        d = g + mu * b if nesterov else b
+        # theta <- theta - lr * d_t
+        p.sub_(lr * d)
 
 
 class Nesterov(Momentum):
@@ -543,7 +627,7 @@ class Adam(RuleOptimizer):
     """
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0,
-                 amsgrad=False, *, decoupled_weight_decay=False, foreach=True):
+                 amsgrad=False, *, decoupled_weight_decay=False, foreach=True, compiled=False):
         _check(0.0 <= lr, f"Invalid learning rate: {lr}")
         _check(0.0 <= eps, f"Invalid epsilon value: {eps}")
         _check(0.0 <= betas[0] < 1.0, f"Invalid beta parameter at index 0: {betas[0]}")
@@ -551,7 +635,7 @@ class Adam(RuleOptimizer):
         _check(0.0 <= weight_decay, f"Invalid weight_decay value: {weight_decay}")
         defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
                         amsgrad=amsgrad, decoupled_weight_decay=decoupled_weight_decay)
-        super().__init__(params, defaults, foreach)
+        super().__init__(params, defaults, foreach, compiled)
 
     def init_state(self, state, group, param):
         state["step"] = torch.tensor(0.0, dtype=_scalar_dtype())
@@ -598,6 +682,33 @@ class Adam(RuleOptimizer):
         torch._foreach_add_(denom, eps)
         torch._foreach_addcdiv_(params, ms, denom, [-(lr / (1 - beta1**t)) for t in ts])
 
+    def step_compiled(self, group, params, grads, states):
+        lr, (beta1, beta2), eps = group["lr"], group["betas"], group["eps"]
+        ts = _increment_steps(states, fast=True)
+        decay = 1 - lr * group["weight_decay"] if group["decoupled_weight_decay"] else 1.0
+        h = _hyper([[lr, beta1, beta2, eps, 1 - beta1**t, (1 - beta2**t) ** 0.5, decay] for t in ts])
+        vmax = [s["max_exp_avg_sq"] for s in states] if group["amsgrad"] else None
+        _compiled(_adam_kernel)(params, grads, [s["exp_avg"] for s in states],
+                                [s["exp_avg_sq"] for s in states], vmax, h)
+
+
+def _adam_kernel(params, grads, ms, vs, vmaxs, h):
+    """Adam's step as one function of tensors (for torch.compile); h[i] holds
+    lr, beta1, beta2, eps, 1 - beta1^t, sqrt(1 - beta2^t), 1 - lr*lambda (AdamW; else 1)."""
+    for i, (p, g, m, v) in enumerate(zip(params, grads, ms, vs)):
+        lr, beta1, beta2, eps, bc1, bc2_sqrt, decay = h[i].unbind()
+        # theta <- (1 - lr * lambda) * theta          (AdamW)
+        p.mul_(decay)
+        # m_t = beta1 * m_{t-1} + (1 - beta1) * g
+        m.lerp_(g, 1 - beta1)
+        # v_t = beta2 * v_{t-1} + (1 - beta2) * g^2
+        v.mul_(beta2).add_((1 - beta2) * g * g)
+        if vmaxs is not None:
+            # vmax_t = max(vmax_{t-1}, v_t)
+            v = vmaxs[i].copy_(torch.maximum(vmaxs[i], v))
+        # theta <- theta - lr / (1 - beta1^t) * m_t / (sqrt(v_t) / sqrt(1 - beta2^t) + eps)
+        p.sub_(lr / bc1 * m / (v.sqrt() / bc2_sqrt + eps))
+
 
 class AdamW(Adam):
     r"""Adam with decoupled weight decay.
@@ -612,9 +723,9 @@ class AdamW(Adam):
     """
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2,
-                 amsgrad=False, *, foreach=True):
+                 amsgrad=False, *, foreach=True, compiled=False):
         super().__init__(params, lr, betas, eps, weight_decay, amsgrad,
-                         decoupled_weight_decay=True, foreach=foreach)
+                         decoupled_weight_decay=True, foreach=foreach, compiled=compiled)
 
     def __setstate__(self, state):
         super().__setstate__(state)
@@ -645,7 +756,7 @@ class NAdam(RuleOptimizer):
     """
 
     def __init__(self, params, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0,
-                 momentum_decay=4e-3, decoupled_weight_decay=False, *, foreach=True):
+                 momentum_decay=4e-3, decoupled_weight_decay=False, *, foreach=True, compiled=False):
         _check(0.0 <= lr, f"Invalid learning rate: {lr}")
         _check(0.0 <= eps, f"Invalid epsilon value: {eps}")
         _check(0.0 <= betas[0] < 1.0, f"Invalid beta parameter at index 0: {betas[0]}")
@@ -655,7 +766,7 @@ class NAdam(RuleOptimizer):
         defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
                         momentum_decay=momentum_decay,
                         decoupled_weight_decay=decoupled_weight_decay)
-        super().__init__(params, defaults, foreach)
+        super().__init__(params, defaults, foreach, compiled)
 
     def init_state(self, state, group, param):
         state["step"] = torch.tensor(0.0, dtype=_scalar_dtype())
@@ -711,6 +822,38 @@ class NAdam(RuleOptimizer):
                                 [(-lr * (1.0 - mu) / (1.0 - pi)) for mu, pi in zip(mus, pis)])
         torch._foreach_addcdiv_(params, ms, denom,
                                 [(-lr * mn) / (1.0 - pi * mn) for mn, pi in zip(mu_nexts, pis)])
+
+    def step_compiled(self, group, params, grads, states):
+        lr, (beta1, beta2), eps, psi = group["lr"], group["betas"], group["eps"], group["momentum_decay"]
+        ts = _increment_steps(states, fast=True)
+        mus = [self._mu(beta1, t, psi) for t in ts]
+        mu_nexts = [self._mu(beta1, t + 1, psi) for t in ts]
+        pis = [s["mu_product"] for s in states]
+        torch._foreach_mul_(pis, mus)
+        pis = [p.item() for p in pis]
+        decay = 1 - lr * group["weight_decay"] if group["decoupled_weight_decay"] else 1.0
+        h = _hyper([[beta1, beta2, eps, 1 - beta2**t, -lr * (1.0 - mu) / (1.0 - pi),
+                     (-lr * mn) / (1.0 - pi * mn), decay]
+                    for t, mu, mn, pi in zip(ts, mus, mu_nexts, pis)])
+        _compiled(_nadam_kernel)(params, grads, [s["exp_avg"] for s in states],
+                                 [s["exp_avg_sq"] for s in states], h)
+
+
+def _nadam_kernel(params, grads, ms, vs, h):
+    """NAdam's step as one function of tensors (for torch.compile); h[i] holds beta1, beta2,
+    eps, 1 - beta2^t, the gradient's and the momentum's step coefficients, 1 - lr*lambda."""
+    for i, (p, g, m, v) in enumerate(zip(params, grads, ms, vs)):
+        beta1, beta2, eps, bc2, c_grad, c_momentum, decay = h[i].unbind()
+        # theta <- (1 - lr * lambda) * theta          (NAdamW)
+        p.mul_(decay)
+        # m_t = beta1 * m_{t-1} + (1 - beta1) * g
+        m.lerp_(g, 1 - beta1)
+        # v_t = beta2 * v_{t-1} + (1 - beta2) * g^2
+        v.mul_(beta2).add_((1 - beta2) * g * g)
+        # denom = sqrt(v_t / (1 - beta2^t)) + eps
+        denom = (v / bc2).sqrt() + eps
+        # theta <- theta - lr (1 - mu_t)/(1 - Pi_t) g/denom - lr mu_{t+1}/(1 - Pi_t mu_{t+1}) m_t/denom
+        p.add_(c_grad * g / denom + c_momentum * m / denom)
 
 
 # =========================================================================
@@ -772,21 +915,25 @@ class Gravity(RuleOptimizer):
 
     chunk_foreach = False  # S sums over the whole group before any parameter moves
 
-    def __init__(self, params, lr=0.01, accumulate=True, weight_decay=0, *, foreach=True):
+    def __init__(self, params, lr=0.01, accumulate=True, weight_decay=0, *, foreach=True,
+                 compiled=False):
         _check(0.0 < lr < math.inf, f"Invalid learning rate: {lr} (Gravity needs 0 < lr < inf: b0 = 1/lr)")
         _check(0.0 <= weight_decay, f"Invalid weight_decay value: {weight_decay}")
         defaults = dict(lr=lr, accumulate=bool(accumulate), weight_decay=weight_decay)
-        super().__init__(params, defaults, foreach)
+        super().__init__(params, defaults, foreach, compiled)
 
     def _holder(self, group):
         """The state dict that carries the group's S (its first parameter's)."""
         return self.state[group["params"][0]]
 
+    def _previous_sum_sq(self, group):
+        # S_{t-1}     (:= 0 when accumulate=False)
+        return self._holder(group).get("sum_sq", 0.0) if group["accumulate"] else 0.0
+
     def _descend(self, group, params, grads, sum_sq_now, fast):
         holder = self._holder(group)
-        # S_t = S_{t-1} + sum_p ||g_p||^2     (S_{t-1} := 0 when accumulate=False)
-        previous = holder.get("sum_sq", 0.0) if group["accumulate"] else 0.0
-        holder["sum_sq"] = previous + sum_sq_now
+        # S_t = S_{t-1} + sum_p ||g_p||^2
+        holder["sum_sq"] = self._previous_sum_sq(group) + sum_sq_now
         # k_t = sqrt(1/lr^2 + S_t)
         k = math.sqrt(1.0 / group["lr"] ** 2 + holder["sum_sq"])
         # theta <- theta - g / k_t
@@ -806,6 +953,10 @@ class Gravity(RuleOptimizer):
         sum_sq_now = float(torch.stack([n.double() for n in norms]).square().sum())
         self._descend(group, params, grads, sum_sq_now, fast=True)
 
+    def step_compiled(self, group, params, grads, states):
+        h = _hyper([self._previous_sum_sq(group), 1.0 / group["lr"] ** 2])
+        self._holder(group)["sum_sq"] = float(_compiled(_gravity_kernel)(params, grads, h))
+
     def effective_lr(self):
         """Per param group, the step size ``1/k`` of the last step (``lr`` before the first)."""
         out = []
@@ -813,6 +964,22 @@ class Gravity(RuleOptimizer):
             holder = self.state.get(group["params"][0], {})
             out.append(1.0 / math.sqrt(1.0 / group["lr"] ** 2 + holder.get("sum_sq", 0.0)))
         return out
+
+
+def _gravity_kernel(params, grads, h):
+    """Gravity's step as one function of tensors (for torch.compile); h = (S_{t-1}, 1/lr^2).
+    Returns S_t (0-d float64)."""
+    previous, inv_lr_sq = h.unbind()
+    # S_t = S_{t-1} + sum_p ||g_p||^2
+    sum_sq = previous
+    for g in grads:
+        sum_sq = sum_sq + g.double().square().sum()
+    # k_t = sqrt(1/lr^2 + S_t)
+    k = (inv_lr_sq + sum_sq).sqrt()
+    # theta <- theta - g / k_t
+    for p, g in zip(params, grads):
+        p.sub_(g * (1 / k))
+    return sum_sq
 
 
 def _rows(param, per):
@@ -883,14 +1050,15 @@ class Cosine(RuleOptimizer):
     from the last step -- for plotting their distribution).
     """
 
-    def __init__(self, params, lr=0.01, C=1.8, per="row", weight_decay=0, *, foreach=True):
+    def __init__(self, params, lr=0.01, C=1.8, per="row", weight_decay=0, *, foreach=True,
+                 compiled=False):
         _check(0.0 <= lr, f"Invalid learning rate: {lr}")
         _check(isinstance(C, (int, float)) and math.isfinite(C) and C >= 0,
                f"Invalid C value: {C} (C must be finite and >= 0)")
         _check(per in ("row", "tensor"), f"Invalid per value: {per!r} (per must be 'row' or 'tensor')")
         _check(0.0 <= weight_decay, f"Invalid weight_decay value: {weight_decay}")
         defaults = dict(lr=lr, C=C, per=per, weight_decay=weight_decay)
-        super().__init__(params, defaults, foreach)
+        super().__init__(params, defaults, foreach, compiled)
 
     def init_state(self, state, group, param):
         # m_0 = 0
@@ -914,6 +1082,29 @@ class Cosine(RuleOptimizer):
             m.mul_((half_c * s["cos"]).reshape(_broadcast_shape(m, per)))
         torch._foreach_add_(ms, grads, alpha=group["lr"])
         torch._foreach_sub_(params, ms)
+
+    def step_compiled(self, group, params, grads, states):
+        ms = [s["momentum_buffer"] for s in states]
+        coss = _compiled(_cosine_kernel)(params, grads, ms, _hyper([group["C"] / 2, group["lr"]]),
+                                         group["per"])
+        for s, cos in zip(states, coss):
+            s["cos"] = cos
+
+
+def _cosine_kernel(params, grads, ms, h, per):
+    """Cosine's step as one function of tensors (for torch.compile); h = (C/2, lr).
+    Returns the cosines (one tensor per parameter)."""
+    half_c, lr = h.unbind()
+    coss = []
+    for p, g, m in zip(params, grads, ms):
+        # c_r = <m_r, g_r> / (|m_r| |g_r|)
+        cos = _row_cosines(m, g, per)
+        # m <- C * (c / 2) * m + lr * g
+        m.mul_((half_c * cos).reshape(_broadcast_shape(m, per))).add_(lr * g)
+        # theta <- theta - m
+        p.sub_(m)
+        coss.append(cos)
+    return coss
 
 
 OPTIMIZERS = {

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 
 from models import build_model
 
-__all__ = ["train", "evaluate", "json_safe"]
+__all__ = ["train", "evaluate", "json_safe", "has_compiled_step"]
 
 EVAL_BATCH = 5000      # examples per forward pass when evaluating (memory, not results)
 CHECK_EVERY = 50       # steps between divergence checks (each check is one host sync)
@@ -94,10 +94,20 @@ def _flush_denormal(on):
         torch.set_flush_denormal(False)     # torch's default (there is no getter)
 
 
-def _make_optimizer(rule, params, hparams):
+def has_compiled_step(rule) -> bool:
+    """Whether rule ``rule`` has a compiled path (``compiled=True``; see optimizers)."""
+    from optimizers import OPTIMIZERS, RuleOptimizer
+    cls = OPTIMIZERS.get(rule)
+    return (isinstance(cls, type) and issubclass(cls, RuleOptimizer)
+            and cls.step_compiled is not RuleOptimizer.step_compiled)
+
+
+def _make_optimizer(rule, params, hparams, compile_step=False):
     from optimizers import OPTIMIZERS
     if rule not in OPTIMIZERS:
         raise ValueError(f"Unknown rule: {rule!r} (choose from {', '.join(OPTIMIZERS)})")
+    if compile_step and has_compiled_step(rule) and "compiled" not in hparams:
+        hparams = dict(hparams, compiled=True)
     return OPTIMIZERS[rule](params, **hparams)
 
 
@@ -123,7 +133,7 @@ def _compiled(model):
 def train(model: str = "mlp", rule: str = "sgd", hparams: dict | None = None, *, data=None,
           epochs: int = 1, batch_size: int = 64, seed: int = 0, max_steps: int | None = None,
           callback=None, progress: bool = False, threads: int | None = None,
-          compile: bool = False, check_every: int = CHECK_EVERY,
+          compile: bool = False, compile_step: bool = True, check_every: int = CHECK_EVERY,
           flush_denormal: bool = True) -> dict:
     """Train ``model`` with update rule ``rule`` and return a JSON-serialisable record.
 
@@ -142,6 +152,10 @@ def train(model: str = "mlp", rule: str = "sgd", hparams: dict | None = None, *,
     progress:    show a tqdm bar over steps.
     threads:     torch intra-op threads during the run (None: leave as is).
     compile:     torch.compile the model (falls back to eager on failure).
+    compile_step: use the rule's compiled update (``compiled=True``) where it has one
+                 (Momentum, Nesterov, Adam, AdamW, NAdam, Gravity, Cosine: the same formula fused
+                 by torch.compile, up to 2x faster a step; falls back to eager on failure). Results agree with the
+                 uncompiled step to rounding, not bitwise.
     check_every: steps between divergence checks.
     flush_denormal: flush subnormal floats to zero while training (see module docstring); the
                  process's setting is turned off again afterwards (torch's default).
@@ -161,13 +175,15 @@ def train(model: str = "mlp", rule: str = "sgd", hparams: dict | None = None, *,
     config = dict(model=model, rule=rule, hparams=hparams, epochs=epochs, batch_size=batch_size,
                   seed=seed, max_steps=max_steps, n_train=len(data.train_y), n_val=len(data.val_y),
                   data_source=getattr(data, "source", None), torch=torch.__version__,
-                  threads=threads or torch.get_num_threads(), flush_denormal=flush_denormal)
+                  threads=threads or torch.get_num_threads(), flush_denormal=flush_denormal,
+                  compiled_step=bool(compile_step and has_compiled_step(rule)
+                                     and hparams.get("compiled", True)))
     t_start = time.perf_counter()
     with _num_threads(threads), _flush_denormal(flush_denormal), torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         net = build_model(model, seed)
         net.train()
-        optimizer = _make_optimizer(rule, net.parameters(), hparams)
+        optimizer = _make_optimizer(rule, net.parameters(), hparams, compile_step)
         forward = _compiled(net) if compile else net
         x_all, y_all = data.train_x, data.train_y
         n = len(y_all)

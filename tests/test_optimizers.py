@@ -4,7 +4,8 @@
   hyper-parameters, several shapes, float64 and float32, two param groups, a
   parameter without gradient, a closure, a state_dict round trip mid-run);
 * Gravity and Cosine: against the plain-Python references in reference_rules.py;
-* reference path (foreach=False) == fast path (foreach=True) for every rule;
+* reference path (foreach=False) == fast path (foreach=True) for every rule, and == the
+  compiled path (compiled=True) to rounding where a rule has one;
 * inclusion relations of Choi et al. (2019) and Gravity = AdaGrad-Norm;
 * invalid hyper-parameters (torch's messages for the classic rules);
 * convergence on Rosenbrock and Beale.
@@ -14,6 +15,7 @@ import copy
 import math
 import random
 import re
+import warnings
 
 import pytest
 import torch
@@ -286,7 +288,7 @@ def test_defaults_match_torch():
         extra = dict(torch_extra, momentum=0.9) if name in ("momentum", "nag") else torch_extra
         ours, theirs = ours_cls(p), torch_cls(p, **extra)
         for key, value in ours.defaults.items():
-            if key != "foreach":
+            if key not in ("foreach", "compiled"):
                 assert theirs.defaults[key] == value, (name, key)
     assert O.Momentum(p).defaults["momentum"] == 0.9
     assert O.Nesterov(p).defaults["momentum"] == 0.9
@@ -423,6 +425,76 @@ def test_reference_path_equals_fast_path(name, dtype):
             for key, value in ref.state[p].items():
                 if torch.is_tensor(value):
                     torch.testing.assert_close(value, fast.state[q][key], **tol)
+
+
+COMPILED_RULES = [n for n, c in O.OPTIMIZERS.items()
+                  if c.step_compiled is not O.RuleOptimizer.step_compiled]
+
+
+def test_compiled_rules_are_the_expected_ones():
+    assert COMPILED_RULES == ["momentum", "nag", "adam", "nadam", "adamw", "gravity", "cosine"]
+
+
+@pytest.mark.parametrize("name", COMPILED_RULES)
+def test_reference_path_equals_compiled_path(name):
+    """compiled=True (the rule's _*_kernel through torch.compile) follows the reference path
+    (foreach=False) over 30 steps, two groups, a parameter without gradient, float64."""
+    cls = O.OPTIMIZERS[name]
+    for kwargs in ALL_RULE_KWARGS[name]:
+        a = Problem(torch.float64, seed=5)
+        b = a.copy()
+        overrides = _group2_overrides(kwargs)
+        ref = cls(a.groups(overrides), foreach=False, **kwargs)
+        comp = cls(b.groups(overrides), compiled=True, **kwargs)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", RuntimeWarning)      # a fallback to eager fails the test
+            for t in range(30):
+                noises = a.noises(t)
+                ref.step(a.closure(noises))
+                comp.step(b.closure(noises))
+        # fused loops round differently from op-by-op (e.g. one addcdiv vs sub of a quotient)
+        tol = dict(rtol=1e-10, atol=1e-13)
+        assert a.no_grad not in comp.state
+        for p, q in zip(a.with_grad, b.with_grad):
+            torch.testing.assert_close(p, q, **tol)
+            for key, value in ref.state[p].items():
+                if torch.is_tensor(value) and key != "step":
+                    torch.testing.assert_close(value, comp.state[q][key], **tol)
+                elif key == "step":
+                    assert torch.equal(value, comp.state[q][key])
+                else:                                               # Gravity's S (a float)
+                    assert value == pytest.approx(comp.state[q][key], rel=1e-12)
+
+
+def test_compiled_path_falls_back_to_eager_with_a_warning(monkeypatch):
+    def broken_compile(fn, **kwargs):
+        def compiled(*args):
+            raise RuntimeError("no C compiler")
+        return compiled
+    monkeypatch.setattr(O, "_COMPILED", {})
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    a = Problem(torch.float64, seed=6)
+    b = a.copy()
+    ref = O.Adam(a.groups({"lr": 0.005}), lr=0.01, foreach=False)
+    comp = O.Adam(b.groups({"lr": 0.005}), lr=0.01, compiled=True)
+    with pytest.warns(RuntimeWarning, match="torch.compile failed for _adam_kernel"):
+        for t in range(5):
+            noises = a.noises(t)
+            ref.step(a.closure(noises))
+            comp.step(b.closure(noises))
+    for p, q in zip(a.with_grad, b.with_grad):
+        torch.testing.assert_close(p, q, rtol=1e-10, atol=1e-13)
+
+
+def test_compiled_needs_a_compiled_path():
+    with pytest.raises(TypeError):
+        O.Adagrad([torch.zeros(2, requires_grad=True)], compiled=True)
+
+    class NoKernel(O.SGD):
+        def __init__(self, params, lr=0.1):
+            O.RuleOptimizer.__init__(self, params, dict(lr=lr, weight_decay=0), compiled=True)
+    with pytest.raises(ValueError, match="compiled"):
+        NoKernel([torch.zeros(2, requires_grad=True)])
 
 
 @pytest.mark.parametrize("name", ["gravity", "cosine"])

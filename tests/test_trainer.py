@@ -130,3 +130,16 @@ def test_flush_denormal_recorded_and_switched_off_after(tiny):
     rec = train("small_mlp", "adam", {"lr": 1e-3}, data=tiny, epochs=1, max_steps=3,
                 flush_denormal=False)
     assert rec["config"]["flush_denormal"] is False
+
+
+def test_compiled_step_where_the_rule_has_one(tiny):
+    """The trainer uses a rule's compiled step by default, says so in the record, and the
+    result agrees with the uncompiled step (to rounding: fused loops round differently)."""
+    kw = dict(data=tiny, epochs=1, batch_size=32, seed=1, max_steps=10)
+    fused = train("mlp", "adam", {"lr": 1e-3}, **kw)
+    plain = train("mlp", "adam", {"lr": 1e-3}, compile_step=False, **kw)
+    assert fused["config"]["compiled_step"] is True and plain["config"]["compiled_step"] is False
+    assert fused["step_losses"] == pytest.approx(plain["step_losses"], rel=1e-4)
+    assert train("mlp", "sgd", {"lr": 0.1}, **kw)["config"]["compiled_step"] is False
+    # an explicit compiled=False in the hyper-parameters wins
+    assert train("mlp", "adam", {"lr": 1e-3, "compiled": False}, **kw)["config"]["compiled_step"] is False
