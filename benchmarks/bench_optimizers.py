@@ -8,7 +8,10 @@ cost).  For each rule, our optimizer and torch's are timed side by side in one
 run, interleaved (ours, torch, ours, torch, ...), and the median over repeats is
 reported.  "torch" is torch.optim with its default implementation on this
 device (on CPU torch picks the single-tensor for-loop, since its foreach kernels
-are CUDA-only); "torch foreach" forces ``foreach=True`` for context.  Gravity and
+are CUDA-only); "torch foreach" forces ``foreach=True`` for context.  Where a rule
+has a compiled step (``compiled=True``, what the trainer uses) it is timed too
+("ours compiled"; compiled during the warm-up), and beside it torch's own fused
+CPU kernel where torch has one (``fused=True``: SGD, Adam, AdamW, Adagrad).  Gravity and
 Cosine have no torch counterpart: torch's Adam is their baseline.  One
 forward + backward pass is timed as well, for scale.
 
@@ -29,6 +32,9 @@ from torch import nn
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 import optimizers  # noqa: E402
+from trainer import has_compiled_step  # noqa: E402
+
+FUSED = (torch.optim.SGD, torch.optim.Adam, torch.optim.AdamW, torch.optim.Adagrad)  # fused=True on CPU
 
 # (rule, our constructor kwargs, torch class, torch kwargs)
 PAIRS = [
@@ -77,6 +83,10 @@ def bench_rule(name, ours_kwargs, torch_cls, torch_kwargs, repeats, calls, warmu
         "torch": (torch_cls, torch_kwargs),
         "torch foreach": (torch_cls, dict(torch_kwargs, foreach=True)),
     }
+    if has_compiled_step(name):
+        contenders["ours compiled"] = (optimizers.OPTIMIZERS[name], dict(ours_kwargs, compiled=True))
+    if torch_cls in FUSED and name not in ("gravity", "cosine"):
+        contenders["torch fused"] = (torch_cls, dict(torch_kwargs, fused=True))
     steps = {}
     for label, (cls, kwargs) in contenders.items():
         model = model_with_grads()
@@ -119,7 +129,8 @@ def main(argv=None):
           f"repeats {args.repeats} x {args.calls} steps, median")
     fb = bench_forward_backward(args.repeats, args.calls)
     print(f"one forward+backward (batch 64): {fb:.0f} us\n")
-    header = f"{'rule':<10} {'ours us':>9} {'torch us':>9} {'ratio':>6} {'torch foreach us':>17}  baseline"
+    header = (f"{'rule':<10} {'ours us':>9} {'torch us':>9} {'ratio':>6} {'torch foreach us':>17} "
+              f"{'ours compiled us':>17} {'torch fused us':>15}  baseline")
     print(header)
     print("-" * len(header))
     rows = []
@@ -127,12 +138,14 @@ def main(argv=None):
         if args.rules and name not in args.rules:
             continue
         t = bench_rule(name, ours_kwargs, torch_cls, torch_kwargs, args.repeats, args.calls,
-                       warmup=2)
+                       warmup=3)
         ratio = t["ours"] / t["torch"]
         baseline = torch_cls.__name__ + "".join(f" {k}={v}" for k, v in torch_kwargs.items())
+        comp, fused = (f"{t[k]:.0f}" if k in t else "-" for k in ("ours compiled", "torch fused"))
         print(f"{name:<10} {t['ours']:>9.0f} {t['torch']:>9.0f} {ratio:>6.2f} "
-              f"{t['torch foreach']:>17.0f}  {baseline}", flush=True)
-        rows.append((name, t["ours"], t["torch"], ratio, t["torch foreach"]))
+              f"{t['torch foreach']:>17.0f} {comp:>17} {fused:>15}  {baseline}", flush=True)
+        rows.append((name, t["ours"], t["torch"], ratio, t["torch foreach"],
+                     t.get("ours compiled"), t.get("torch fused")))
     return rows
 
 
