@@ -139,7 +139,23 @@ def sweep_table(df: pd.DataFrame, by=("rule", "lr"), level: float = 0.95,
                      "best_epoch_test_acc": bacc[0], "best_epoch_test_acc_lo": bacc[1],
                      "best_epoch_test_acc_hi": bacc[2],
                      "final_epoch": int(g["final_epoch"].max())})
-    return pd.DataFrame(rows)
+    return catalogue_order(pd.DataFrame(rows), by)
+
+
+def catalogue_order(df: pd.DataFrame, by=("rule", "lr")) -> pd.DataFrame:
+    """Rows sorted by ``by``; a ``rule`` column in the catalogue's order (optimizers.OPTIMIZERS;
+    names not in it last, alphabetically)."""
+    by = [c for c in by if c in df.columns]
+    if df.empty or not by:
+        return df.reset_index(drop=True)
+    from optimizers import OPTIMIZERS
+    rank = {r: i for i, r in enumerate(OPTIMIZERS)}
+
+    def key(col):
+        if col.name != "rule":
+            return col
+        return col.map(lambda r: (rank.get(r, len(rank)), str(r))).map(lambda t: f"{t[0]:04d}{t[1]}")
+    return df.sort_values(by, key=key, kind="stable").reset_index(drop=True)
 
 
 def per_seed(df: pd.DataFrame, value: str = "test_acc", by=("rule", "lr")) -> pd.DataFrame:

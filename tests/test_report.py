@@ -209,6 +209,16 @@ def test_sweep_table_excludes_diverged_runs_and_counts_them():
     assert t.loc["good", "final_epoch"] == 2 and t.loc["good", "best_epoch"] == 2
 
 
+def test_tables_list_rules_in_catalogue_order():
+    import stats
+    t = pd.DataFrame({"rule": ["cosine", "zeta", "sgd", "adam", "sgd", "alpha"],
+                      "lr": [0.1, 0.1, 0.2, 0.01, 0.01, 0.1], "x": range(6)})
+    out = stats.catalogue_order(t)
+    assert list(zip(out["rule"], out["lr"])) == [("sgd", 0.01), ("sgd", 0.2), ("adam", 0.01),
+                                                 ("cosine", 0.1), ("alpha", 0.1), ("zeta", 0.1)]
+    assert list(stats.sweep_table(_fake_sweep())["rule"]) == sorted(set(_fake_sweep()["rule"]))
+
+
 def test_compare_to_reference_holm_and_verdicts():
     import stats
     c = stats.compare_to_reference(_fake_sweep()).set_index("rule")
