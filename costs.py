@@ -114,98 +114,84 @@ def machine_info() -> dict:
 
 def step_time_us(rule: str, model: str = "mlp", batch_size: int = 64, repeats: int = 7, *,
                  inner: int = 20, warmup: int = 5, hparams: dict | None = None,
-                 threads: int | None = None, seed: int = 0) -> dict:
+                 threads: int | None = None, seed: int = 0, flush_denormal: bool = True) -> dict:
     """Median µs per optimizer step and per forward+backward, measured side by side.
 
     Each of ``repeats`` rounds runs ``inner`` training steps on one fixed random batch and times
     the two phases of every step separately (``zero_grad``+forward+loss+backward, then
     ``optimizer.step()``); a round's value is its mean per step, the result the median over
     rounds. ``threads`` sets ``torch.set_num_threads`` for the measurement only.
+    ``flush_denormal`` flushes subnormal floats to zero while measuring, as the trainer does
+    while training: without it, state and activations that decay into the subnormal range
+    (Adam's, RMSProp's, at lr 0.01 within a few hundred steps) make the steps *and* the
+    forward/backward passes several times slower than in training.
 
     Returns ``{"rule", "model", "batch_size", "step_us", "fwd_bwd_us", "step_share",
     "repeats", "inner", "threads"}``, where ``step_share = step / (step + fwd_bwd)``.
     """
-    if repeats < 1 or inner < 1:
-        raise ValueError(f"Invalid repeats/inner: {repeats}/{inner}")
-    old_threads = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    try:
-        net, x, y = _model_and_batch(model, batch_size, seed)
-        opt = make_optimizer(rule, net.parameters(), hparams)
-        loss_fn = nn.CrossEntropyLoss()
-        clock = time.perf_counter_ns
-
-        def one_step():
-            t0 = clock()
-            opt.zero_grad(set_to_none=True)
-            loss_fn(net(x), y).backward()
-            t1 = clock()
-            opt.step()
-            t2 = clock()
-            return t1 - t0, t2 - t1
-
-        for _ in range(warmup):           # lazy state creation, allocator warm-up
-            one_step()
-        fb, st = [], []
-        for _ in range(repeats):
-            times = [one_step() for _ in range(inner)]
-            fb.append(sum(t[0] for t in times) / inner / 1e3)
-            st.append(sum(t[1] for t in times) / inner / 1e3)
-        step_us, fwd_bwd_us = statistics.median(st), statistics.median(fb)
-        return {"rule": rule, "model": model, "batch_size": batch_size,
-                "step_us": step_us, "fwd_bwd_us": fwd_bwd_us,
-                "step_share": step_us / (step_us + fwd_bwd_us),
-                "repeats": repeats, "inner": inner, "threads": torch.get_num_threads()}
-    finally:
-        torch.set_num_threads(old_threads)
+    table = step_time_table([rule], model, batch_size, repeats, inner=inner, warmup=warmup,
+                            threads=threads, seed=seed, flush_denormal=flush_denormal,
+                            hparams={rule: hparams})
+    return {k: (v.item() if hasattr(v, "item") else v) for k, v in table.iloc[0].to_dict().items()}
 
 
 def step_time_table(rules, model: str = "mlp", batch_size: int = 64, repeats: int = 7, *,
                     inner: int = 20, warmup: int = 5, threads: int | None = None,
-                    seed: int = 0) -> pd.DataFrame:
+                    seed: int = 0, flush_denormal: bool = True,
+                    hparams: dict | None = None) -> pd.DataFrame:
     """:func:`step_time_us` for several rules, interleaved: round r of every rule runs before
     round r+1 of any, so a change in the machine's load during the benchmark hits all rules
-    alike instead of whichever rule happened to be running. One row per rule."""
+    alike instead of whichever rule happened to be running. One row per rule.
+    ``hparams``: optional {rule: constructor kwargs}; ``flush_denormal``: as in
+    :func:`step_time_us`."""
+    if repeats < 1 or inner < 1:
+        raise ValueError(f"Invalid repeats/inner: {repeats}/{inner}")
+    from trainer import denormals_flushed
     old_threads = torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(threads)
     try:
-        loss_fn = nn.CrossEntropyLoss()
-        setups = {}
-        for r in rules:
-            net, x, y = _model_and_batch(model, batch_size, seed)
-            setups[r] = (net, make_optimizer(r, net.parameters()), x, y)
-        clock = time.perf_counter_ns
-
-        def one_step(r):
-            net, opt, x, y = setups[r]
-            t0 = clock()
-            opt.zero_grad(set_to_none=True)
-            loss_fn(net(x), y).backward()
-            t1 = clock()
-            opt.step()
-            return t1 - t0, clock() - t1
-
-        for r in rules:
-            for _ in range(warmup):
-                one_step(r)
-        fb = {r: [] for r in rules}
-        st = {r: [] for r in rules}
-        for _ in range(repeats):
-            for r in rules:
-                times = [one_step(r) for _ in range(inner)]
-                fb[r].append(sum(t[0] for t in times) / inner / 1e3)
-                st[r].append(sum(t[1] for t in times) / inner / 1e3)
-        rows = []
-        for r in rules:
-            s_us, f_us = statistics.median(st[r]), statistics.median(fb[r])
-            rows.append({"rule": r, "model": model, "batch_size": batch_size, "step_us": s_us,
-                         "fwd_bwd_us": f_us, "step_share": s_us / (s_us + f_us),
-                         "repeats": repeats, "inner": inner, "threads": torch.get_num_threads()})
-        return pd.DataFrame(rows)
+        with denormals_flushed(flush_denormal):
+            return _interleaved_step_times(rules, model, batch_size, repeats, inner, warmup, seed,
+                                           hparams or {})
     finally:
         torch.set_num_threads(old_threads)
+
+
+def _interleaved_step_times(rules, model, batch_size, repeats, inner, warmup, seed, hparams):
+    loss_fn = nn.CrossEntropyLoss()
+    setups = {}
+    for r in rules:
+        net, x, y = _model_and_batch(model, batch_size, seed)
+        setups[r] = (net, make_optimizer(r, net.parameters(), hparams.get(r)), x, y)
+    clock = time.perf_counter_ns
+
+    def one_step(r):
+        net, opt, x, y = setups[r]
+        t0 = clock()
+        opt.zero_grad(set_to_none=True)
+        loss_fn(net(x), y).backward()
+        t1 = clock()
+        opt.step()
+        return t1 - t0, clock() - t1
+
+    for r in rules:
+        for _ in range(warmup):           # lazy state creation, compiling, allocator warm-up
+            one_step(r)
+    fb = {r: [] for r in rules}
+    st = {r: [] for r in rules}
+    for _ in range(repeats):
+        for r in rules:
+            times = [one_step(r) for _ in range(inner)]
+            fb[r].append(sum(t[0] for t in times) / inner / 1e3)
+            st[r].append(sum(t[1] for t in times) / inner / 1e3)
+    rows = []
+    for r in rules:
+        s_us, f_us = statistics.median(st[r]), statistics.median(fb[r])
+        rows.append({"rule": r, "model": model, "batch_size": batch_size, "step_us": s_us,
+                     "fwd_bwd_us": f_us, "step_share": s_us / (s_us + f_us),
+                     "repeats": repeats, "inner": inner, "threads": torch.get_num_threads()})
+    return pd.DataFrame(rows)
 
 
 # ----------------------------------------------------------------------------- sweep records

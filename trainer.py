@@ -35,7 +35,7 @@ import torch.nn.functional as F
 
 from models import build_model
 
-__all__ = ["train", "evaluate", "json_safe", "has_compiled_step"]
+__all__ = ["train", "evaluate", "json_safe", "has_compiled_step", "denormals_flushed"]
 
 EVAL_BATCH = 5000      # examples per forward pass when evaluating (memory, not results)
 CHECK_EVERY = 50       # steps between divergence checks (each check is one host sync)
@@ -83,7 +83,9 @@ def _num_threads(n):
 
 
 @contextlib.contextmanager
-def _flush_denormal(on):
+def denormals_flushed(on: bool = True):
+    """While inside: subnormal floats are flushed to zero (``on``; see the module docstring);
+    afterwards torch's default (no flushing) again."""
     if not on:
         yield
         return
@@ -179,7 +181,7 @@ def train(model: str = "mlp", rule: str = "sgd", hparams: dict | None = None, *,
                   compiled_step=bool(compile_step and has_compiled_step(rule)
                                      and hparams.get("compiled", True)))
     t_start = time.perf_counter()
-    with _num_threads(threads), _flush_denormal(flush_denormal), torch.random.fork_rng(devices=[]):
+    with _num_threads(threads), denormals_flushed(flush_denormal), torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         net = build_model(model, seed)
         net.train()

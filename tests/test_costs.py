@@ -78,6 +78,20 @@ def test_step_time_restores_threads():
     assert torch.get_num_threads() == before
 
 
+def test_step_time_flushes_denormals_while_measuring_only(monkeypatch):
+    seen = []
+    real = costs.make_optimizer
+
+    def spy(rule, params, hparams=None):          # runs inside the measurement
+        seen.append(float(torch.tensor(1e-40) * 1.0))
+        return real(rule, params, hparams)
+    monkeypatch.setattr(costs, "make_optimizer", spy)
+    costs.step_time_us("sgd", model="small_mlp", repeats=1, inner=1, warmup=0)
+    costs.step_time_us("sgd", model="small_mlp", repeats=1, inner=1, warmup=0, flush_denormal=False)
+    assert seen[0] == 0.0 and seen[1] > 0.0                  # flushed / not flushed
+    assert float(torch.tensor(1e-40) * 1.0) > 0.0            # torch's default again afterwards
+
+
 def test_unknown_rule():
     with pytest.raises(ValueError, match="Unknown rule"):
         costs.state_bytes_per_param("nope")
