@@ -104,11 +104,26 @@ def has_compiled_step(rule) -> bool:
             and cls.step_compiled is not RuleOptimizer.step_compiled)
 
 
+#: torch.compile keeps at most this many versions of a compiled step per process (one per
+#: dtype, number of tensors, option, shape set); torch's default of 8 runs out in a process that
+#: trains many models and rules (a test session, a notebook kernel), after which the step
+#: falls back to eager code with a warning.
+RECOMPILE_LIMIT = 64
+
+
+def _allow_recompiles():
+    import torch._dynamo
+    config = torch._dynamo.config
+    if getattr(config, "recompile_limit", RECOMPILE_LIMIT) < RECOMPILE_LIMIT:
+        config.recompile_limit = RECOMPILE_LIMIT
+
+
 def _make_optimizer(rule, params, hparams, compile_step=False):
     from optimizers import OPTIMIZERS
     if rule not in OPTIMIZERS:
         raise ValueError(f"Unknown rule: {rule!r} (choose from {', '.join(OPTIMIZERS)})")
     if compile_step and has_compiled_step(rule) and "compiled" not in hparams:
+        _allow_recompiles()
         hparams = dict(hparams, compiled=True)
     return OPTIMIZERS[rule](params, **hparams)
 
