@@ -29,6 +29,24 @@ def folder_hash(folder: Path) -> str:
     return h.hexdigest()
 
 
+_COMPILE = {}
+
+
+def needs_torch_compile():
+    """Skip the calling test, with the reason, where torch.compile cannot build a CPU kernel
+    (no C++ compiler): there the compiled steps run eagerly after a warning, which
+    test_compiled_path_falls_back_to_eager_with_a_warning covers."""
+    if "ok" not in _COMPILE:
+        import torch
+        try:
+            torch.compile(lambda x: x * 2 + 1, fullgraph=True)(torch.ones(3))
+            _COMPILE["ok"], _COMPILE["why"] = True, ""
+        except Exception as e:   # no compiler, missing headers ...
+            _COMPILE["ok"], _COMPILE["why"] = False, f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+    if not _COMPILE["ok"]:
+        pytest.skip(f"torch.compile unavailable here ({_COMPILE['why']}); install a C++ compiler (Debian: g++)")
+
+
 def data_available() -> tuple[bool, str]:
     import data
     try:

@@ -21,6 +21,7 @@ import pytest
 import torch
 
 import optimizers as O
+from conftest import needs_torch_compile
 from reference_rules import CosineReference, GravityReference
 
 SHAPES = [(), (7,), (5, 3), (2, 3, 2, 2)]
@@ -439,6 +440,7 @@ def test_compiled_rules_are_the_expected_ones():
 def test_reference_path_equals_compiled_path(name):
     """compiled=True (the rule's _*_kernel through torch.compile) follows the reference path
     (foreach=False) over 30 steps, two groups, a parameter without gradient, float64."""
+    needs_torch_compile()
     cls = O.OPTIMIZERS[name]
     for kwargs in ALL_RULE_KWARGS[name]:
         a = Problem(torch.float64, seed=5)

@@ -9,6 +9,7 @@ import torch
 import data
 import models
 import trainer
+from conftest import needs_torch_compile
 from trainer import train
 
 RULES = ["sgd", "momentum", "adam", "gravity", "cosine"]
@@ -136,6 +137,7 @@ def test_flush_denormal_recorded_and_switched_off_after(tiny):
 def test_compiled_step_where_the_rule_has_one(tiny):
     """The trainer uses a rule's compiled step by default, says so in the record, and the
     result agrees with the uncompiled step (to rounding: fused loops round differently)."""
+    needs_torch_compile()
     kw = dict(data=tiny, epochs=1, batch_size=32, seed=1, max_steps=10)
     with warnings.catch_warnings():
         # no fallback to eager, even late in a test session that compiled many kernel versions
