@@ -68,14 +68,8 @@ def make_optimizer(rule: str, params, hparams: dict | None = None) -> torch.opti
 
     ``hparams`` are the constructor's keyword arguments; ``lr`` defaults to ``DEFAULT_LR``.
     """
-    from optimizers import OPTIMIZERS   # imported here so this module loads on its own
-    from trainer import has_compiled_step
-    if rule not in OPTIMIZERS:
-        raise ValueError(f"Unknown rule: {rule!r} (choose from {', '.join(OPTIMIZERS)})")
-    hp = {"lr": DEFAULT_LR, **(hparams or {})}
-    if has_compiled_step(rule):
-        hp.setdefault("compiled", True)
-    return OPTIMIZERS[rule](params, **hp)
+    import trainer   # imported here so this module loads on its own
+    return trainer.make_optimizer(rule, params, {"lr": DEFAULT_LR, **(hparams or {})})
 
 
 def _model_and_batch(model: str, batch_size: int, seed: int):

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 
 from models import build_model
 
-__all__ = ["train", "evaluate", "json_safe", "has_compiled_step", "denormals_flushed"]
+__all__ = ["train", "evaluate", "json_safe", "make_optimizer", "has_compiled_step", "denormals_flushed"]
 
 EVAL_BATCH = 5000      # examples per forward pass when evaluating (memory, not results)
 CHECK_EVERY = 50       # steps between divergence checks (each check is one host sync)
@@ -118,13 +118,17 @@ def _allow_recompiles():
         config.recompile_limit = RECOMPILE_LIMIT
 
 
-def _make_optimizer(rule, params, hparams, compile_step=False):
+def make_optimizer(rule: str, params, hparams: dict | None = None, compile_step: bool = True):
+    """``OPTIMIZERS[rule](params, **hparams)`` as training uses it: with the rule's compiled
+    step where it has one (``compile_step``; an explicit ``compiled`` in ``hparams`` wins)."""
     from optimizers import OPTIMIZERS
     if rule not in OPTIMIZERS:
         raise ValueError(f"Unknown rule: {rule!r} (choose from {', '.join(OPTIMIZERS)})")
-    if compile_step and has_compiled_step(rule) and "compiled" not in hparams:
+    hparams = dict(hparams or {})
+    if compile_step and has_compiled_step(rule):
+        hparams.setdefault("compiled", True)
+    if hparams.get("compiled"):
         _allow_recompiles()
-        hparams = dict(hparams, compiled=True)
     return OPTIMIZERS[rule](params, **hparams)
 
 
@@ -192,15 +196,14 @@ def train(model: str = "mlp", rule: str = "sgd", hparams: dict | None = None, *,
     config = dict(model=model, rule=rule, hparams=hparams, epochs=epochs, batch_size=batch_size,
                   seed=seed, max_steps=max_steps, n_train=len(data.train_y), n_val=len(data.val_y),
                   data_source=getattr(data, "source", None), torch=torch.__version__,
-                  threads=threads or torch.get_num_threads(), flush_denormal=flush_denormal,
-                  compiled_step=bool(compile_step and has_compiled_step(rule)
-                                     and hparams.get("compiled", True)))
+                  threads=threads or torch.get_num_threads(), flush_denormal=flush_denormal)
     t_start = time.perf_counter()
     with _num_threads(threads), denormals_flushed(flush_denormal), torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         net = build_model(model, seed)
         net.train()
-        optimizer = _make_optimizer(rule, net.parameters(), hparams, compile_step)
+        optimizer = make_optimizer(rule, net.parameters(), hparams, compile_step)
+        config["compiled_step"] = bool(optimizer.param_groups[0].get("compiled", False))
         forward = _compiled(net) if compile else net
         x_all, y_all = data.train_x, data.train_y
         n = len(y_all)
