@@ -6,16 +6,29 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 DEBIAN_DATA := /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz
 
-.PHONY: report quick test bench data setup clean-quick
+.PHONY: report quick test bench data setup system clean-quick
 
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: requirements.txt pyproject.toml
+	@$(MAKE) --no-print-directory system
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements.txt
 	$(PY) -m pip install -q --no-deps -e .
 	touch $@
+
+# System packages a fresh Debian may lack, installed when we are root: python3-venv (for the
+# venv) and g++ (torch.compile builds the compiled update steps with it; without it they run
+# eagerly after a warning and their tests are skipped).
+system:
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		need=""; \
+		python3 -c 'import ensurepip, venv' 2>/dev/null || need="$$need python3-venv"; \
+		command -v g++ >/dev/null || need="$$need g++"; \
+		if [ -n "$$need" ]; then echo "Installing$$need ..."; \
+			apt-get update -qq && apt-get install -y -qq $$need; fi; \
+	fi
 
 # Fashion-MNIST: $FMNIST_DIR, else Debian's package (installed here when we are root), else
 # torchvision's download. data.py says what to do when none of them works.
