@@ -39,10 +39,10 @@ data:
 	fi
 
 report: setup data
-	$(PY) -m report $(ARGS)
+	$(PY) -m optreport.report $(ARGS)
 
 quick: setup data
-	$(PY) -m report --quick $(ARGS)
+	$(PY) -m optreport.report --quick $(ARGS)
 
 test: setup data
 	$(PY) -m pytest -q $(ARGS)

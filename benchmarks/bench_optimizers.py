@@ -30,9 +30,8 @@ import time
 import torch
 from torch import nn
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 import optimizers  # noqa: E402
-from trainer import has_compiled_step  # noqa: E402
+from optreport.engine.train import has_compiled_step  # noqa: E402
 
 FUSED = (torch.optim.SGD, torch.optim.Adam, torch.optim.AdamW, torch.optim.Adagrad)  # fused=True on CPU
 

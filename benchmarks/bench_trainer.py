@@ -25,15 +25,14 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch                                        # noqa: E402
 import torch.nn.functional as F                     # noqa: E402
 
-import data as data_mod                             # noqa: E402
-import models                                       # noqa: E402
+from optreport.engine import data as data_mod                          # noqa: E402
+from optreport.engine import models
 from optimizers import OPTIMIZERS                   # noqa: E402
-from trainer import train                           # noqa: E402
+from optreport.engine.train import train                           # noqa: E402
 
 RULES = {"sgd": {"lr": 1e-3}, "momentum": {"lr": 1e-3}, "adam": {"lr": 1e-3},
          "gravity": {"lr": 1e-3}, "cosine": {"lr": 1e-3}}   # quickstart's lr; speed only
@@ -210,7 +209,7 @@ def tricks(args, data):
 
 def workers(args):
     """Runs per hour: one process with 2 threads vs two processes with 1 thread each."""
-    import sweep
+    from optreport.runs import sweep
     # short runs measure mostly worker start-up (import torch, load data: a few s per process)
     n_runs, steps, epochs = (4, 100, 1) if args.quick else (4, None, 2)
     for rep in range(args.reps):

@@ -1,7 +1,7 @@
 """Shared fixtures.
 
 ``quick_report`` runs the whole report once per test session in quick mode,
-``python -m report --quick --out <tmp>``, as a subprocess (exactly what a user would run), and
+``python -m optreport.report --quick --out <tmp>``, as a subprocess (exactly what a user would run), and
 returns the output folder (``<tmp>/img``, ``<tmp>/results``). Tests of any notebook's outputs
 use it. It is skipped, with the reason, when Fashion-MNIST cannot be found.
 """
@@ -48,7 +48,7 @@ def needs_torch_compile():
 
 
 def data_available() -> tuple[bool, str]:
-    import data
+    from optreport.engine import data
     try:
         data.locate(download=False)
         return True, ""
@@ -68,11 +68,11 @@ def quick_report(tmp_path_factory, committed_hashes):
     if not ok:
         pytest.skip(f"Fashion-MNIST not found, the quick report cannot run: {why}")
     out = tmp_path_factory.mktemp("quick_report")
-    proc = subprocess.run([sys.executable, "-m", "report", "--quick", "--out", str(out),
+    proc = subprocess.run([sys.executable, "-m", "optreport.report", "--quick", "--out", str(out),
                            "--no-progress"], cwd=REPO, capture_output=True, text=True,
-                          env={**os.environ, "PYTHONPATH": str(REPO)})
+                          env={**os.environ})
     if proc.returncode != 0:
-        pytest.fail(f"python -m report --quick failed (exit {proc.returncode}):\n"
+        pytest.fail(f"python -m optreport.report --quick failed (exit {proc.returncode}):\n"
                     f"{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
     return out
 

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from conformance import TORCH_COUNTERPARTS, compare_with_torch, conformance_table
+from optreport.analysis.conformance import TORCH_COUNTERPARTS, compare_with_torch, conformance_table
 from optimizers import OPTIMIZERS
 
 SMALL = [(7, 5), (7,), (3, 7), (3,)]

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 import torch
 
-import costs
+from optreport.analysis import costs
 from optimizers import OPTIMIZERS
 
 

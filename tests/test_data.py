@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-import data
-from data import CorruptDataError, DataNotFoundError, load_fashion_mnist, read_idx, write_fixture
+from optreport.engine import data
+from optreport.engine.data import CorruptDataError, DataNotFoundError, load_fashion_mnist, read_idx, write_fixture
 
 REAL = data.DEBIAN_DIR
 

@@ -1,6 +1,6 @@
 """Notebooks 04 (cost) and 05 (tuning protocol) in quick mode: tables and HTML exist with the
 expected rows and columns. Uses the session fixture ``quick_report`` (tests/conftest.py), the
-output folder of ``python -m report --quick``."""
+output folder of ``python -m optreport.report --quick``."""
 from pathlib import Path
 
 import numpy as np

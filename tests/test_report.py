@@ -1,7 +1,7 @@
 """The main job (report.py) and the outputs of notebooks 01-03 in quick mode.
 
 Most tests use the session fixture ``quick_report`` (tests/conftest.py): one run of
-``python -m report --quick --out <tmp>``. The rest are unit tests of report.py and of the
+``python -m optreport.report --quick --out <tmp>``. The rest are unit tests of report.py and of the
 helpers the notebooks use (stats.sweep_table, stats.compare_to_reference, probes)."""
 import csv
 import os
@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import report
+from optreport.report import build as report
 from conftest import COMMITTED, REPO, data_available, folder_hash, read_table
 
 RULES = ["sgd", "momentum", "nag", "adagrad", "rmsprop", "adadelta",
@@ -67,9 +67,9 @@ def test_missing_data_exits_2_before_running_anything(tmp_path):
     empty = tmp_path / "nodata"
     empty.mkdir()
     out = tmp_path / "out"
-    proc = subprocess.run([sys.executable, "-m", "report", "--quick", "--out", str(out)],
+    proc = subprocess.run([sys.executable, "-m", "optreport.report", "--quick", "--out", str(out)],
                           cwd=REPO, capture_output=True, text=True,
-                          env={**os.environ, "FMNIST_DIR": str(empty), "PYTHONPATH": str(REPO)})
+                          env={**os.environ, "FMNIST_DIR": str(empty)})
     assert proc.returncode == 2, proc.stderr
     assert "Fashion-MNIST" in proc.stderr
     assert not (out / "results" / "notebooks").exists()
@@ -201,7 +201,7 @@ def _fake_sweep():
 
 
 def test_sweep_table_excludes_diverged_runs_and_counts_them():
-    import stats
+    from optreport.analysis import stats
     t = stats.sweep_table(_fake_sweep()).set_index("rule")
     assert t.loc["bad", "runs"] == 4 and t.loc["bad", "diverged"] == 1
     finals = [0.62 + 0.002 * s + 0.001 * ((s * 7 + 3) % 3) for s in range(3)]   # seeds 0-2 only
@@ -210,7 +210,7 @@ def test_sweep_table_excludes_diverged_runs_and_counts_them():
 
 
 def test_tables_list_rules_in_catalogue_order():
-    import stats
+    from optreport.analysis import stats
     t = pd.DataFrame({"rule": ["cosine", "zeta", "sgd", "adam", "sgd", "alpha"],
                       "lr": [0.1, 0.1, 0.2, 0.01, 0.01, 0.1], "x": range(6)})
     out = stats.catalogue_order(t)
@@ -220,7 +220,7 @@ def test_tables_list_rules_in_catalogue_order():
 
 
 def test_compare_to_reference_holm_and_verdicts():
-    import stats
+    from optreport.analysis import stats
     c = stats.compare_to_reference(_fake_sweep()).set_index("rule")
     assert set(c["reference"]) == {"good"}
     assert c.loc["bad", "verdict"] == "worse" and c.loc["bad", "n"] == 3
@@ -234,7 +234,7 @@ def test_probe_records_gravity_step_size_and_caches(tmp_path):
     ok, why = data_available()
     if not ok:
         pytest.skip(why)
-    import probes
+    from optreport.analysis import probes
     r = probes.probe_run("gravity", {"lr": 0.1}, "effective_lr", max_steps=6, every=2,
                          cache_dir=tmp_path)
     assert list(r["steps"]) == [1, 2, 4, 6]

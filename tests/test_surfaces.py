@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-import surfaces as S
+from optreport.analysis import surfaces as S
 
 
 def finite_diff(f, xy, h=1e-6):

@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import data
-import store as store_mod
-import sweep
-from store import Store
-from sweep import RunConfig, grid, load_results, load_step_losses, run_grid
+from optreport.engine import data
+from optreport.runs import store as store_mod
+from optreport.runs import sweep
+from optreport.runs.store import Store
+from optreport.runs.sweep import RunConfig, grid, load_results, load_step_losses, run_grid
 
 REPO = Path(__file__).resolve().parents[1]
 REAL = data.DEBIAN_DIR / "train-images-idx3-ubyte.gz"
@@ -151,7 +151,7 @@ def test_run_grid_resumes_and_forces(tmp_path, fx, monkeypatch):
     # step losses: window means of the trainer's per-step losses
     losses = load_step_losses(cs, url)
     assert set(losses) == {c.key for c in cs}
-    from trainer import train
+    from optreport.engine.train import train
     c = cs[0]
     rec = train(c.model, c.rule, c.hparams, data=data.load_fashion_mnist(fx, val_size=80),
                 epochs=c.epochs, batch_size=c.batch_size, seed=c.seed)
@@ -194,7 +194,7 @@ def _worker(url, fx, log, *extra):
     env = {**os.environ, sweep.RUN_LOG_ENV: str(log), "PYTHONPATH": os.pathsep.join(
         [str(REPO)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])}
     return subprocess.Popen(
-        [sys.executable, "-m", "sweep", "worker", "--rules", "sgd,momentum", "--lrs", "0.01,0.05",
+        [sys.executable, "-m", "optreport.runs", "worker", "--rules", "sgd,momentum", "--lrs", "0.01,0.05",
          "--seeds", "0", "--val-size", "80", "--batch-size", "8", "--threads", "1",
          "--data-dir", str(fx), "--store", url, "--poll", "0.2", *extra],
         env=env, cwd=str(REPO), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)

@@ -6,11 +6,11 @@ import math
 import pytest
 import torch
 
-import data
-import models
-import trainer
+from optreport.engine import data
+from optreport.engine import models
+from optreport.engine import train as trainer
 from conftest import needs_torch_compile
-from trainer import train
+from optreport.engine.train import train
 
 RULES = ["sgd", "momentum", "adam", "gravity", "cosine"]
 

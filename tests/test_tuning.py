@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 import torch
 
-import tuning
+from optreport.analysis import tuning
 from optimizers import OPTIMIZERS
 
 

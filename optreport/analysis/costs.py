@@ -68,12 +68,12 @@ def make_optimizer(rule: str, params, hparams: dict | None = None) -> torch.opti
 
     ``hparams`` are the constructor's keyword arguments; ``lr`` defaults to ``DEFAULT_LR``.
     """
-    import trainer   # imported here so this module loads on its own
+    from optreport.engine import train as trainer
     return trainer.make_optimizer(rule, params, {"lr": DEFAULT_LR, **(hparams or {})})
 
 
 def _model_and_batch(model: str, batch_size: int, seed: int):
-    from models import build_model
+    from optreport.engine.models import build_model
     net = build_model(model, seed=seed)
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(batch_size, 1, 28, 28, generator=g)
@@ -140,7 +140,7 @@ def step_time_table(rules, model: str = "mlp", batch_size: int = 64, repeats: in
     :func:`step_time_us`."""
     if repeats < 1 or inner < 1:
         raise ValueError(f"Invalid repeats/inner: {repeats}/{inner}")
-    from trainer import denormals_flushed
+    from optreport.engine.train import denormals_flushed
     old_threads = torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(threads)
@@ -218,7 +218,7 @@ def epoch_costs(df: pd.DataFrame, by=("rule", "lr")) -> pd.DataFrame:
     run are not independent); per group: n_runs, train_s (mean) with train_s_lo/hi (95% t CI
     over runs), step_s and step_share = step_s / train_s.
     """
-    from stats import mean_ci
+    from optreport.analysis.stats import mean_ci
     per_run = df.groupby("key").agg(**{c: (c, "first") for c in by},
                                     train_s=("train_seconds", "mean"),
                                     step_s=("step_seconds", "mean"))
@@ -273,7 +273,7 @@ def time_to_target(df: pd.DataFrame, targets, *, metric: str = "test_acc", by=("
 def accuracy_vs_time(df: pd.DataFrame, metric: str = "test_acc", by=("rule",)) -> pd.DataFrame:
     """Per group and epoch: mean cumulative training seconds and mean ``metric`` with 95% t CI
     over runs (seeds). Columns: group keys, epoch, n, seconds, mean, ci_lo, ci_hi."""
-    from stats import mean_ci
+    from optreport.analysis.stats import mean_ci
     d = _cumulative(df)
     rows = []
     for keys, g in d.groupby([*by, "epoch"], sort=True):
@@ -292,7 +292,7 @@ def clean_epochs(df: pd.DataFrame) -> pd.DataFrame:
 def final_accuracy(df: pd.DataFrame, by=("rule",), metric: str = "test_acc") -> pd.DataFrame:
     """Per group: n runs, mean final ``metric`` with 95% t CI over runs (diverged runs count
     with their last recorded value; NaN ones are reported in ``n_nan``)."""
-    from stats import mean_ci
+    from optreport.analysis.stats import mean_ci
     fin = _final(df)
     rows = []
     for keys, g in fin.groupby(list(by), sort=False):
@@ -332,7 +332,7 @@ def gain_vs_cost(df: pd.DataFrame, base: str = "sgd", other: str = "adam",
     """``other`` against ``base`` per value of ``by``, paired over seeds: accuracy gained (test,
     final epoch, percentage points, paired t CI) and time paid (ratio of seconds per epoch and
     of total training time, mean over seeds with t CI; extra seconds in total)."""
-    from stats import mean_ci, paired_comparison
+    from optreport.analysis.stats import mean_ci, paired_comparison
     rt = run_times(df, by=("rule", by))
     rows = []
     for v, g in rt.groupby(by, sort=False):
@@ -357,7 +357,7 @@ def plot_time_split(ax, table: pd.DataFrame, total: str, step: str, *, err=None,
                     unit: str = "µs") -> None:
     """Horizontal bars per rule: ``total`` split into the optimizer step (dark, ``step``) and
     the rest (light); ``err`` = (lo column, hi column) for a CI on the total."""
-    from plotting import rule_color, rule_label
+    from optreport.report.figures import rule_color, rule_label
     y = np.arange(len(table))[::-1]
     colors = [rule_color(r) for r in table["rule"]]
     rest = table[total] - table[step]
@@ -376,7 +376,7 @@ def plot_time_to_target(ax, tt: pd.DataFrame, target: float) -> None:
     """Median seconds to reach ``target`` per rule with bootstrap CI; rules with an infinite
     median (most runs never reach it) are marked with an x at the right edge and annotated
     with how many runs reached it."""
-    from plotting import rule_color, rule_label
+    from optreport.report.figures import rule_color, rule_label
     t = tt[tt["target"] == target].reset_index(drop=True)
     y = np.arange(len(t))[::-1]
     finite = np.isfinite(t["median_s"])

@@ -1,6 +1,6 @@
 """Two-dimensional test surfaces and optimizer trajectories on them.
 
-    from surfaces import SURFACES, trajectory, best_lr, plot_trajectories
+    from optreport.analysis.surfaces import SURFACES, trajectory, best_lr, plot_trajectories
     s = SURFACES["rosenbrock"]
     traj = trajectory("adam", {"lr": 0.1}, s, s.start, steps=200)   # (201, 2) array
 

@@ -1,6 +1,6 @@
 """Live check of our classic update rules against ``torch.optim``.
 
-    from conformance import compare_with_torch, conformance_table
+    from optreport.analysis.conformance import compare_with_torch, conformance_table
     compare_with_torch("adam", steps=100)      # {'max_abs': 2e-17, 'max_rel': 4e-16, ...}
 
 Both optimizers get parameters of the quickstart MLP's shapes (784-512-512-10: three weight

@@ -1,6 +1,6 @@
 """Grids of training runs, resumable, shared through one store (see store.py).
 
-    from sweep import grid, run_grid, load_results
+    from optreport.runs.sweep import grid, run_grid, load_results
     configs = grid(["momentum", "gravity", "cosine"], lrs=[0.01, 0.1, 0.2], seeds=range(5), epochs=10)
     df = run_grid(configs)           # runs what is missing, then returns tidy per-epoch rows
 
@@ -11,10 +11,10 @@ flight, and the next start takes them over (same host: the dead pid is noticed a
 hosts: after the lease expires).
 
 Command line:
-    python -m sweep run --rules sgd,adam --lrs 0.01,0.1 --seeds 0,1,2 --epochs 5
-    python -m sweep worker --rules sgd,adam --lrs 0.01,0.1 --seeds 0,1,2 --epochs 5 \\
+    python -m optreport.runs run --rules sgd,adam --lrs 0.01,0.1 --seeds 0,1,2 --epochs 5
+    python -m optreport.runs worker --rules sgd,adam --lrs 0.01,0.1 --seeds 0,1,2 --epochs 5 \\
         --store postgresql://host/db        # on every machine: they share the work
-    python -m sweep status [--store URL]
+    python -m optreport.runs status [--store URL]
 
 Default parallelism (``workers=None``): one worker process per core, each with one torch
 thread (one in-process worker with all threads when a single run is missing). Measured on the
@@ -45,7 +45,7 @@ import traceback
 
 import numpy as np
 
-from store import DEFAULT_URL, HEARTBEAT_SECONDS, Store, worker_id
+from optreport.runs.store import DEFAULT_URL, HEARTBEAT_SECONDS, Store, worker_id
 
 __all__ = ["RunConfig", "grid", "run_grid", "run_worker", "load_results", "load_step_losses",
            "rule_fingerprint", "compact_record", "STEP_WINDOW"]
@@ -216,13 +216,13 @@ def _log(event: str, key: str) -> None:
 
 
 def _data(data_dir, val_size, split_seed):      # load_fashion_mnist caches in-process
-    from data import load_fashion_mnist
+    from optreport.engine.data import load_fashion_mnist
     return load_fashion_mnist(data_dir, val_size=val_size, split_seed=split_seed)
 
 
 def _run_one(cfg: RunConfig, store: Store, me: str, data=None, threads=None, data_dir=None) -> bool:
     """Claim, train, store one run. True if this worker ran it."""
-    from trainer import train
+    from optreport.engine.train import train
     key = cfg.key
     config = {**cfg.as_dict(), "key": key, "rule_code": rule_fingerprint(cfg.rule)}
     if not store.claim(key, config, me, model=cfg.model, rule=cfg.rule):
@@ -447,7 +447,7 @@ def _configs_from_args(a) -> list[RunConfig]:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m sweep", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m optreport.runs", description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     p_run = sub.add_parser("run", help="run a grid (skipping finished runs) and print a summary")
     _grid_args(p_run)

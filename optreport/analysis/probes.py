@@ -1,6 +1,6 @@
 """Look inside an optimizer during training: record a quantity every few steps.
 
-    from probes import probe_run
+    from optreport.analysis.probes import probe_run
     r = probe_run("gravity", {"lr": 0.1}, "effective_lr", epochs=3, every=50)
     r["steps"], r["values"]          # steps (n,), Gravity's 1/k at those steps (n,)
     r = probe_run("cosine", {"lr": 0.1}, "cos", epochs=3, every=50)
@@ -65,7 +65,7 @@ def probe_run(rule: str, hparams: dict, probe: str, *, epochs: int = 1, seed: in
             z = np.load(path, allow_pickle=False)
             return {"steps": z["steps"], "values": z["values"],
                     "final": json.loads(str(z["final"])), "diverged": bool(z["diverged"])}
-    from trainer import train
+    from optreport.engine.train import train
     steps, values = [], []
 
     def callback(step, net, optimizer, loss):

@@ -1,6 +1,6 @@
 """One trainer for every update rule: preloaded tensors, no DataLoader, a JSON-ready record.
 
-    from trainer import train
+    from optreport.engine.train import train
     rec = train("mlp", "adam", {"lr": 1e-3}, epochs=2, seed=0)
     rec["epochs"][-1]["test_acc"], rec["diverged"]
 
@@ -33,7 +33,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from models import build_model
+from optreport.engine.models import build_model
 
 __all__ = ["train", "evaluate", "json_safe", "make_optimizer", "has_compiled_step", "denormals_flushed"]
 
@@ -188,7 +188,7 @@ def train(model: str = "mlp", rule: str = "sgd", hparams: dict | None = None, *,
     ``diverged_epoch``, ``steps``, ``seconds`` (total wall time including evaluation).
     """
     if data is None:
-        from data import load_fashion_mnist
+        from optreport.engine.data import load_fashion_mnist
         data = load_fashion_mnist()
     hparams = dict(hparams or {})
     if batch_size < 1:

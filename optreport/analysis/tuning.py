@@ -1,7 +1,7 @@
 """Tuning protocols à la Choi et al. (2019): search spaces, quasi-random trials, selection by
 validation only, and the bootstrap over trials.
 
-    from tuning import sample_trials, select_best, bootstrap_ranking
+    from optreport.analysis.tuning import sample_trials, select_best, bootstrap_ranking
     sample_trials("adam", "c", budget=16, seed=0)    # 16 hparam dicts from a scrambled Sobol set
 
 Three protocols, one trial budget K per rule:
@@ -417,7 +417,7 @@ def inclusion_pairs(draws: dict[str, pd.DataFrame], pairs=INCLUSIONS, by: str = 
 def plot_protocol_scores(ax, summaries: dict[str, pd.DataFrame], rules, by: str = "rule") -> None:
     """Median test score of the selected trial per rule (x) and protocol (marker), with its
     bootstrap CI; protocols side by side around each rule."""
-    from plotting import rule_label
+    from optreport.report.figures import rule_label
     markers = ["o", "s", "^", "D"]
     n = len(summaries)
     for i, (p, s) in enumerate(summaries.items()):

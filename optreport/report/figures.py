@@ -87,7 +87,7 @@ def curves(ax, df, metric: str, *, rules=None, by: str = "rule", level: float = 
     Returns the number of groups drawn.
     """
     import numpy as np
-    from stats import mean_ci
+    from optreport.analysis.stats import mean_ci
     groups = rules if rules is not None else [r for r in RULE_ORDER if r in set(df[by])] + \
         sorted(set(df[by]) - set(RULE_ORDER))
     drawn = 0

@@ -1,10 +1,10 @@
 """The main job: execute every notebook headless and export the HTML report.
 
-    python -m report                 # full run: figures in img/, tables in results/
-    python -m report --quick         # tiny grid, everything under build/quick/ (or --out DIR)
-    python -m report --rerun         # retrain every run instead of reusing the store
-    python -m report --only 01 03    # just these notebooks (index.html still lists all)
-    python -m report --workers 2     # worker processes for the sweeps
+    python -m optreport.report                 # full run: figures in img/, tables in results/
+    python -m optreport.report --quick         # tiny grid, everything under build/quick/ (or --out DIR)
+    python -m optreport.report --rerun         # retrain every run instead of reusing the store
+    python -m optreport.report --only 01 03    # just these notebooks (index.html still lists all)
+    python -m optreport.report --workers 2     # worker processes for the sweeps
 
 Steps: find Fashion-MNIST first (exit 2 with the loader's message if it is missing or corrupt);
 execute ``notebooks/NN_*.ipynb`` in order with papermill (kernel ``python3``, cwd
@@ -29,7 +29,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent
+REPO = Path(__file__).resolve().parents[2]
 NOTEBOOK_DIR = REPO / "notebooks"
 QUICK_DIR = REPO / "build" / "quick"
 TIMING_FIELDS = ["notebook", "title", "seconds", "status", "quick", "finished_utc"]
@@ -64,7 +64,7 @@ def notebook_title(nb) -> str:
 
 def check_data() -> None:
     """Find Fashion-MNIST before running anything; exit 2 with the loader's message if not."""
-    import data
+    from optreport.engine import data
     try:
         data.load_fashion_mnist()
     except (data.DataNotFoundError, data.CorruptDataError) as e:
@@ -121,7 +121,7 @@ def write_index(results_dir: Path, img_dir: Path, timing: dict[str, dict], quick
              "<h1>Optimizers on Fashion-MNIST: report</h1>",
              f"<p>{'QUICK mode (tiny grid; numbers are not results). ' if quick else ''}"
              f"Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC by "
-             "<code>python -m report</code>.</p>"]
+             "<code>python -m optreport.report</code>.</p>"]
     total = 0.0
     for name in sorted(timing):
         row = timing[name]
@@ -162,7 +162,7 @@ def headline_markdown(results_dir: Path, img_dir: Path) -> str:
     import numpy as np
     import pandas as pd
 
-    from plotting import RULE_ORDER, rule_label
+    from optreport.report.figures import RULE_ORDER, rule_label
     t = pd.read_csv(results_dir / "02_sweep_table.csv")
     def cell(r):
         if not np.isfinite(r.test_acc):
@@ -226,9 +226,6 @@ def run(args) -> int:
         d.mkdir(parents=True, exist_ok=True)
     params = {"QUICK": bool(args.quick), **p, "WORKERS": int(args.workers),
               "FORCE": bool(args.rerun)}
-    # The kernels import the project's flat modules from the repo root.
-    os.environ["PYTHONPATH"] = os.pathsep.join(
-        [str(REPO)] + [x for x in os.environ.get("PYTHONPATH", "").split(os.pathsep) if x])
     timing_csv = results_dir / "report_timing.csv"
     timing = read_timing(timing_csv)
     print(f"report: {len(nbs)} notebook(s); {'QUICK, ' if args.quick else ''}results -> "
@@ -270,7 +267,7 @@ def run(args) -> int:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m report", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m optreport.report", description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true",
                     help="tiny grid, outputs under build/quick/ (never touches img/, results/)")
     ap.add_argument("--rerun", action="store_true", help="retrain every run (FORCE=True)")

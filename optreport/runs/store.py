@@ -7,7 +7,7 @@
 
 Table ``runs`` (one row per run configuration):
   key        primary key: hash of the full configuration and the rule's code (sweep.RunConfig.key)
-  model, rule             for quick counts (``python -m sweep status``)
+  model, rule             for quick counts (``python -m optreport.runs status``)
   config     JSON of the configuration
   status     'running' | 'done' | 'failed' | 'queued' (queued: to be run again, e.g. --force)
   worker     who holds or held it: "host:pid"

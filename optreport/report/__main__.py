@@ -1,0 +1,5 @@
+import sys
+
+from optreport.report.build import main
+
+sys.exit(main())

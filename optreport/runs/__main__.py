@@ -1,0 +1,5 @@
+import sys
+
+from optreport.runs.sweep import main
+
+sys.exit(main())
