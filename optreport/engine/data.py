@@ -51,6 +51,10 @@ CACHE_DIR = Path(os.path.expanduser("~/.cache/fashion-mnist"))  # torchvision do
 # standardises with the mean/std of *its own* training split (the 60,000 minus the held-out
 # validation images), computed at load time and stored in FashionMNIST.mean / .std, so
 # that no statistic of the validation or test images leaks into training.
+#: Version of the data pipeline (parsing, scaling, the validation split). It enters every run's
+#: key: bump it when a change alters the tensors a run sees (tests/test_golden.py checks).
+DATA_VERSION = 1
+
 FMNIST_TRAIN_MEAN = 0.2860
 FMNIST_TRAIN_STD = 0.3530
 

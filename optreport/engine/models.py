@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["MODELS", "build_model", "mlp", "cnn", "small_mlp", "flops_per_example"]
+__all__ = ["MODELS", "MODEL_VERSIONS", "build_model", "mlp", "cnn", "small_mlp", "flops_per_example"]
 
 
 def mlp() -> nn.Module:
@@ -56,6 +56,11 @@ def cnn() -> nn.Module:
 
 
 MODELS = {"mlp": mlp, "cnn": cnn, "small_mlp": small_mlp}
+
+#: Version of each model's definition (architecture and initialisation). It enters every run's
+#: key: bump a model's number when a change alters its numbers (the golden tests in
+#: tests/test_golden.py fail until you do); a refactor that keeps them keeps every stored run.
+MODEL_VERSIONS = {"mlp": 1, "cnn": 1, "small_mlp": 1}
 
 
 def build_model(name: str = "mlp", seed: int = 0) -> nn.Module:

@@ -35,7 +35,14 @@ import torch.nn.functional as F
 
 from optreport.engine.models import build_model
 
-__all__ = ["train", "evaluate", "json_safe", "make_optimizer", "has_compiled_step", "denormals_flushed"]
+__all__ = ["TRAINER_VERSION", "SCHEDULES", "train", "train_subset", "scheduled_lr", "evaluate", "json_safe", "make_optimizer", "has_compiled_step", "denormals_flushed"]
+
+#: Version of the training loop (batch order, loss, evaluation, schedules, divergence rule). It
+#: enters every run's key: bump it when a change alters a run's numbers (tests/test_golden.py
+#: fails until you do); a refactor that keeps them keeps every stored run.
+TRAINER_VERSION = 1
+SCHEDULES = ("constant", "cosine")   # learning-rate schedules over the run's steps
+SUBSET_SEED = 20_260_101             # seeds the permutation whose prefixes are the training subsets
 
 EVAL_BATCH = 5000      # examples per forward pass when evaluating (memory, not results)
 CHECK_EVERY = 50       # steps between divergence checks (each check is one host sync)
@@ -118,6 +125,28 @@ def _allow_recompiles():
         config.recompile_limit = RECOMPILE_LIMIT
 
 
+def train_subset(n: int, n_train: int | None) -> torch.Tensor | None:
+    """Indices of the first ``n_train`` examples of a fixed permutation of the ``n`` training
+    examples (None: all of them). Subsets are nested: the first 2,037 of the examples are the
+    same whichever larger size is asked for."""
+    if n_train is None or n_train >= n:
+        return None
+    if n_train < 1:
+        raise ValueError(f"Invalid n_train: {n_train} (must be at least 1)")
+    return torch.randperm(n, generator=torch.Generator().manual_seed(SUBSET_SEED))[:n_train]
+
+
+def scheduled_lr(lr0: float, schedule: str, step: int, total: int) -> float:
+    """Learning rate of step ``step`` (0-based) of ``total``: ``lr0`` ("constant"), or
+    ``lr0 * (1 + cos(pi * step / total)) / 2`` ("cosine", Loshchilov & Hutter 2017, no restarts,
+    decaying to 0 at the end of the run)."""
+    if schedule == "constant":
+        return lr0
+    if schedule == "cosine":
+        return lr0 * 0.5 * (1.0 + math.cos(math.pi * step / max(total, 1)))
+    raise ValueError(f"Invalid schedule: {schedule!r} (choose from {', '.join(SCHEDULES)})")
+
+
 def make_optimizer(rule: str, params, hparams: dict | None = None, compile_step: bool = True):
     """``OPTIMIZERS[rule](params, **hparams)`` as training uses it: with the rule's compiled
     step where it has one (``compile_step``; an explicit ``compiled`` in ``hparams`` wins)."""
@@ -155,7 +184,7 @@ def train(model: str = "mlp", rule: str = "sgd", hparams: dict | None = None, *,
           epochs: int = 1, batch_size: int = 64, seed: int = 0, max_steps: int | None = None,
           callback=None, progress: bool = False, threads: int | None = None,
           compile: bool = False, compile_step: bool = True, check_every: int = CHECK_EVERY,
-          flush_denormal: bool = True) -> dict:
+          flush_denormal: bool = True, schedule: str = "constant", n_train: int | None = None) -> dict:
     """Train ``model`` with update rule ``rule`` and return a JSON-serialisable record.
 
     model:       name in models.MODELS.
@@ -180,6 +209,10 @@ def train(model: str = "mlp", rule: str = "sgd", hparams: dict | None = None, *,
     check_every: steps between divergence checks.
     flush_denormal: flush subnormal floats to zero while training (see module docstring); the
                  process's setting is turned off again afterwards (torch's default).
+    schedule:    "constant" (the lr of ``hparams``) or "cosine" (decayed per step to 0 over the
+                 run's steps: ``epochs`` epochs, or ``max_steps`` if smaller).
+    n_train:     train on this many examples of the training split (a fixed prefix of a seeded
+                 permutation: nested subsets, see :func:`train_subset`); None: all of them.
 
     Record: ``config`` (echo), ``epochs`` (one dict per epoch: epoch, train_loss, train_acc
     -- plain means over the epoch's batches --, val_loss, val_acc, test_loss, test_acc,
@@ -193,8 +226,12 @@ def train(model: str = "mlp", rule: str = "sgd", hparams: dict | None = None, *,
     hparams = dict(hparams or {})
     if batch_size < 1:
         raise ValueError(f"Invalid batch_size: {batch_size}")
+    if schedule not in SCHEDULES:
+        raise ValueError(f"Invalid schedule: {schedule!r} (choose from {', '.join(SCHEDULES)})")
+    subset = train_subset(len(data.train_y), n_train)
     config = dict(model=model, rule=rule, hparams=hparams, epochs=epochs, batch_size=batch_size,
-                  seed=seed, max_steps=max_steps, n_train=len(data.train_y), n_val=len(data.val_y),
+                  seed=seed, max_steps=max_steps, schedule=schedule,
+                  n_train=len(data.train_y) if subset is None else len(subset), n_val=len(data.val_y),
                   data_source=getattr(data, "source", None), torch=torch.__version__,
                   threads=threads or torch.get_num_threads(), flush_denormal=flush_denormal)
     t_start = time.perf_counter()
@@ -206,8 +243,12 @@ def train(model: str = "mlp", rule: str = "sgd", hparams: dict | None = None, *,
         config["compiled_step"] = bool(optimizer.param_groups[0].get("compiled", False))
         forward = _compiled(net) if compile else net
         x_all, y_all = data.train_x, data.train_y
+        if subset is not None:
+            x_all, y_all = x_all[subset], y_all[subset]
         n = len(y_all)
         steps_per_epoch = math.ceil(n / batch_size)
+        total_steps = epochs * steps_per_epoch if max_steps is None else min(max_steps, epochs * steps_per_epoch)
+        lr0 = [g["lr"] for g in optimizer.param_groups]
         gen = torch.Generator().manual_seed(seed)
         bar = None
         if progress:
@@ -235,6 +276,9 @@ def train(model: str = "mlp", rule: str = "sgd", hparams: dict | None = None, *,
                 loss = F.cross_entropy(out, yb)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
+                if schedule != "constant":
+                    for g, base in zip(optimizer.param_groups, lr0):
+                        g["lr"] = scheduled_lr(base, schedule, step, total_steps)
                 t0 = time.perf_counter()
                 optimizer.step()
                 step_time += time.perf_counter() - t0
@@ -259,14 +303,17 @@ def train(model: str = "mlp", rule: str = "sgd", hparams: dict | None = None, *,
                 first_bad = int((~torch.isfinite(epoch_losses)).nonzero()[0, 0])
                 epoch_losses = epoch_losses[:first_bad + 1]
             step_losses.extend(epoch_losses.tolist())
+            t_eval = time.perf_counter()
             val_loss, val_acc = evaluate(net, data.val_x, data.val_y) if len(data.val_y) else (math.nan, math.nan)
             test_loss, test_acc = evaluate(net, data.test_x, data.test_y)
+            eval_seconds = time.perf_counter() - t_eval
             epochs_out.append(dict(
                 epoch=epoch,
                 train_loss=float(epoch_losses.double().mean()) if len(epoch_losses) else math.nan,
                 train_acc=int(correct) / max(seen, 1),
                 val_loss=val_loss, val_acc=val_acc, test_loss=test_loss, test_acc=test_acc,
-                train_seconds=train_seconds, step_seconds=step_time, steps=len(epoch_losses)))
+                train_seconds=train_seconds, step_seconds=step_time, eval_seconds=eval_seconds,
+                steps=len(epoch_losses)))
             if diverged:
                 break
         if bar is not None:
