@@ -54,6 +54,7 @@ CACHE_DIR = Path(os.path.expanduser("~/.cache/fashion-mnist"))  # torchvision do
 #: Version of the data pipeline (parsing, scaling, the validation split). It enters every run's
 #: key: bump it when a change alters the tensors a run sees (tests/test_golden.py checks).
 DATA_VERSION = 1
+TRAIN_SIZE = 60_000        # images in Fashion-MNIST's training file (validation split included)
 
 FMNIST_TRAIN_MEAN = 0.2860
 FMNIST_TRAIN_STD = 0.3530

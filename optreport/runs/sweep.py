@@ -1,158 +1,57 @@
-"""Grids of training runs, resumable, shared through one store (see store.py).
+"""Grids of training runs on the Optuna engine: resumable, shared by any number of workers.
 
-    from optreport.runs.sweep import grid, run_grid, load_results
-    configs = grid(["momentum", "gravity", "cosine"], lrs=[0.01, 0.1, 0.2], seeds=range(5), epochs=10)
-    df = run_grid(configs)           # runs what is missing, then returns tidy per-epoch rows
+    from optreport.runs.sweep import grid, run_grid
+    configs = grid(["momentum", "gravity"], lrs=[0.01, 0.1], seeds=range(5), epochs=10)
+    df = run_grid(configs)     # trains what is missing, then returns tidy per-epoch rows
 
-Every run is keyed by its full configuration plus a fingerprint of its update rule's source, so
-a re-run skips finished runs and editing one rule in optimizers.py re-runs only that rule's runs.
-Each finished run is written at once, in one transaction; killing a sweep loses only the runs in
-flight, and the next start takes them over (same host: the dead pid is noticed at once; other
-hosts: after the lease expires).
+A run is keyed by everything that changes its numbers (optreport.runs.keys). Finished runs are
+files under a runs folder (results/runs/ for the report; optreport.runs.results reads them);
+the queue of runs to do is an Optuna storage (optreport.runs.engine; a SQLite file by default,
+PostgreSQL for many machines). Every setting is validated before anything is enqueued.
 
-Command line:
-    python -m optreport.runs run --rules sgd,adam --lrs 0.01,0.1 --seeds 0,1,2 --epochs 5
+Command line (``python -m optreport.runs --help``):
+    python -m optreport.runs run    --rules sgd,adam --lrs 0.01,0.1 --seeds 0,1,2 --epochs 5
     python -m optreport.runs worker --rules sgd,adam --lrs 0.01,0.1 --seeds 0,1,2 --epochs 5 \\
-        --store postgresql://host/db        # on every machine: they share the work
+        --store postgresql://user:pass@dbhost/sweeps      # the same command on every machine
     python -m optreport.runs status [--store URL]
+    python -m optreport.runs export --store URL             # finished runs -> results/runs/
 
-Default parallelism (``workers=None``): one worker process per core, each with one torch
-thread (one in-process worker with all threads when a single run is missing). Measured on the
-2-core machine (shared with other jobs, so rough): the MLP trainer loop took 1.5-1.8 ms/step
-in one process with 2 threads, and 2.1-2.2 ms/step in each of two concurrent 1-thread
-processes, i.e. ~1.35-1.6x more steps per second in total for the two processes; and under
-oversubscription 2-thread processes slowed down up to ~10x while 1-thread ones degraded
-gracefully. Starting a worker costs a few seconds (import torch, load data), which only
-matters for very short runs. Note that ``train_seconds`` of runs made next to a sibling worker
-include that contention: measure per-rule cost with benchmarks/ or ``workers=1``.
+Parallelism: ``run_grid`` starts one worker process per core (``workers=None``), each with the
+run's thread count (1 by default: measured here, two 1-thread processes train 1.35-1.6x more
+steps per second than one 2-thread process).
 """
 from __future__ import annotations
 
 import argparse
-import base64
-import dataclasses
-import functools
-import hashlib
-import inspect
 import itertools
 import json
+import math
 import multiprocessing
 import os
 import sys
-import threading
 import time
 import traceback
+from pathlib import Path
 
-import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
 
-from optreport.runs.store import DEFAULT_URL, HEARTBEAT_SECONDS, Store, worker_id
+from optreport.engine.data import CorruptDataError, DataNotFoundError, load_fashion_mnist
+from optreport.engine.train import train
+from optreport.runs import engine, results
+from optreport.runs.keys import RunConfig, validate
+from optreport.runs.results import load_results, load_step_losses  # noqa: F401 -- re-exported for notebooks
 
-__all__ = ["RunConfig", "grid", "run_grid", "run_worker", "load_results", "load_step_losses",
-           "rule_fingerprint", "compact_record", "STEP_WINDOW"]
+__all__ = ["grid", "run_grid", "run_worker", "validate_all", "DEFAULT_STORAGE", "main", "WorkerSummary",
+           "RunConfig", "load_results", "load_step_losses"]
 
-STEP_WINDOW = 10      # per-step losses are stored as means over windows of this many steps
+REPO = Path(__file__).resolve().parents[2]
+#: the queue of runs to do (not committed: finished runs live in results/runs/)
+DEFAULT_STORAGE = f"sqlite:///{REPO / 'build' / 'runs.optuna.sqlite3'}"
 RUN_LOG_ENV = "SWEEP_RUN_LOG"   # if set: a file to which workers append "start KEY" / "done KEY"
 
 
 # ---------------------------------------------------------------------------- configurations
-
-def _canon(v):
-    """Canonical JSON-able form of a hyper-parameter value (1 and 1.0 give the same key)."""
-    if isinstance(v, bool) or v is None or isinstance(v, str):
-        return v
-    if isinstance(v, (int, float, np.integer, np.floating)):
-        return float(v)
-    if isinstance(v, (list, tuple)):
-        return [_canon(x) for x in v]
-    if isinstance(v, dict):
-        return {str(k): _canon(x) for k, x in sorted(v.items())}
-    raise TypeError(f"hyper-parameter value {v!r} is not JSON-able")
-
-
-def _code_names(obj) -> set[str]:
-    """Global names used by the functions defined in a class (or by a function), recursively."""
-    funcs = [v for v in vars(obj).values()] if inspect.isclass(obj) else [obj]
-    codes = [getattr(getattr(f, "__func__", f), "__code__", None) for f in funcs]
-    names, stack = set(), [c for c in codes if c is not None]
-    while stack:
-        code = stack.pop()
-        names |= set(code.co_names)
-        stack += [c for c in code.co_consts if inspect.iscode(c)]
-    return names
-
-
-@functools.lru_cache(maxsize=None)
-def rule_fingerprint(rule: str) -> str:
-    """Hash of the source of the rule's class, its base classes in optimizers.py, and the
-    module-level functions of optimizers.py that they call (transitively).
-
-    Editing a rule, a base class it inherits from, or a helper it calls changes its fingerprint,
-    so its runs get new keys and are re-run; other rules keep theirs. For a class taken from
-    torch.optim, its torch source is hashed (a torch upgrade re-runs it)."""
-    import optimizers
-    from optimizers import OPTIMIZERS
-    if rule not in OPTIMIZERS:
-        raise ValueError(f"Unknown rule: {rule!r} (choose from {', '.join(OPTIMIZERS)})")
-    obj = OPTIMIZERS[rule]
-    parts = []
-    while isinstance(obj, functools.partial):    # allow partial(torch.optim.SGD, momentum=0.9)
-        parts.append(repr(sorted(obj.keywords.items())))
-        obj = obj.func
-    todo = [c for c in inspect.getmro(obj) if c is obj or c.__module__ == optimizers.__name__] \
-        if inspect.isclass(obj) else [obj]
-    seen = set()
-    while todo:
-        o = todo.pop(0)
-        if id(o) in seen:
-            continue
-        seen.add(id(o))
-        try:
-            parts.append(inspect.getsource(o))
-        except (OSError, TypeError):
-            parts.append(f"{o.__module__}.{o.__qualname__}")
-        for name in sorted(_code_names(o)):
-            helper = getattr(optimizers, name, None)
-            if inspect.isfunction(helper) and helper.__module__ == optimizers.__name__:
-                todo.append(helper)
-    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class RunConfig:
-    """One training run. All fields enter the key, plus the rule's code fingerprint."""
-    model: str = "mlp"               # name in models.MODELS
-    rule: str                        # name in optimizers.OPTIMIZERS
-    hparams: dict                    # the rule's keyword arguments, including lr
-    seed: int = 0                    # model init, batch order
-    epochs: int                      # passes over the training split
-    batch_size: int = 64             # examples per step
-    val_size: int = 5000             # training images held out for validation
-    split_seed: int = 0              # seed of the validation split
-    max_steps: int | None = None     # cap on optimizer steps (quick runs, tests)
-
-    def __hash__(self):
-        return hash(json.dumps(self.as_dict(), sort_keys=True))
-
-    def as_dict(self) -> dict:
-        d = dataclasses.asdict(self)
-        d["hparams"] = _canon(dict(self.hparams))
-        return d
-
-    @property
-    def lr(self):
-        return self.hparams.get("lr")
-
-    @property
-    def key(self) -> str:
-        d = self.as_dict()
-        d["rule_code"] = rule_fingerprint(self.rule)
-        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:32]
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "RunConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
-
 
 def grid(rules, lrs, seeds, *, model="mlp", epochs, hparams=None, **fixed) -> list[RunConfig]:
     """The cross product models x rules x lrs x seeds x extra hyper-parameters.
@@ -162,8 +61,10 @@ def grid(rules, lrs, seeds, *, model="mlp", epochs, hparams=None, **fixed) -> li
     seeds:   seeds.
     model:   a model name or a list of names.
     hparams: extra hyper-parameters per rule, {rule: {name: value or [values]}}; a list is
-             swept, e.g. {"gravity": {"accumulate": [True, False]}, "cosine": {"C": 1.8}}.
-    fixed:   other RunConfig fields (batch_size, val_size, split_seed, max_steps).
+             swept, e.g. {"gravity": {"accumulate": [True, False]}}; to pass one list-valued
+             value (betas), wrap it: {"adam": {"betas": [[0.9, 0.99]]}}.
+    fixed:   other RunConfig fields (batch_size, val_size, split_seed, max_steps, n_train,
+             schedule, threads, compile_step, flush_denormal).
     """
     models = [model] if isinstance(model, str) else list(model)
     out = []
@@ -173,40 +74,24 @@ def grid(rules, lrs, seeds, *, model="mlp", epochs, hparams=None, **fixed) -> li
         values = [v if isinstance(v, list) else [v] for v in (extra[n] for n in names)]
         rule_lrs = lrs[rule] if isinstance(lrs, dict) else lrs
         for lr, combo, seed in itertools.product(rule_lrs, itertools.product(*values), seeds):
-            hp = {"lr": lr, **dict(zip(names, combo))}
+            hp = {"lr": lr, **dict(zip(names, combo, strict=True))}
             out.append(RunConfig(model=m, rule=rule, hparams=hp, seed=int(seed), epochs=epochs, **fixed))
     return out
 
 
-# ---------------------------------------------------------------------------- records
-
-def _encode(a: np.ndarray) -> str:
-    return base64.b64encode(np.asarray(a, "<f4").tobytes()).decode("ascii")
-
-
-def _decode(s: str) -> np.ndarray:
-    return np.frombuffer(base64.b64decode(s), "<f4").astype(np.float64)
-
-
-def compact_record(rec: dict, window: int = STEP_WINDOW) -> dict:
-    """The trainer's record with per-step losses replaced by window means, stored compactly.
-
-    ``step_losses`` (one float per step, None for non-finite) becomes ``step_losses_w``:
-    {"window": 10, "n_steps": N, "dtype": "float32-le", "b64": ...}, the means of consecutive
-    windows of ``window`` steps (the last may be shorter; a window holding a non-finite loss
-    is NaN), as base64 of little-endian float32. ~5.3 bytes per window: 100 epochs of the
-    default grid (860 steps each) take ~46 KB."""
-    rec = dict(rec)
-    steps = np.array([np.nan if v is None else v for v in rec.pop("step_losses")], dtype=np.float64)
-    n, full = len(steps), len(steps) // window * window
-    means = steps[:full].reshape(-1, window).mean(1)           # NaN propagates: a NaN window
-    if full < n:
-        means = np.append(means, steps[full:].mean())
-    rec["step_losses_w"] = {"window": window, "n_steps": n, "dtype": "float32-le", "b64": _encode(means)}
-    return rec
+def validate_all(configs) -> list[RunConfig]:
+    """Validate every config (ValueError naming the parameter and the run); drop duplicates."""
+    configs = list(configs)
+    for cfg in configs:
+        try:
+            validate(cfg)
+        except ValueError as e:
+            raise ValueError(f"{e} [run: model={cfg.model}, rule={cfg.rule}, hparams={dict(cfg.hparams)}, "
+                             f"seed={cfg.seed}]") from None
+    return list({c.key: c for c in configs}.values())
 
 
-# ---------------------------------------------------------------------------- running
+# ---------------------------------------------------------------------------- one worker
 
 def _log(event: str, key: str) -> None:
     path = os.environ.get(RUN_LOG_ENV)
@@ -215,204 +100,222 @@ def _log(event: str, key: str) -> None:
             f.write(f"{event} {key} {os.getpid()}\n")
 
 
-def _data(data_dir, val_size, split_seed):      # load_fashion_mnist caches in-process
-    from optreport.engine.data import load_fashion_mnist
-    return load_fashion_mnist(data_dir, val_size=val_size, split_seed=split_seed)
+def _final_value(record: dict) -> float:
+    for ep in reversed(record.get("epochs", [])):
+        v = ep.get("val_acc")
+        if v is not None and math.isfinite(v):
+            return float(v)
+    return 0.0
 
 
-def _run_one(cfg: RunConfig, store: Store, me: str, data=None, threads=None, data_dir=None) -> bool:
-    """Claim, train, store one run. True if this worker ran it."""
-    from optreport.engine.train import train
-    key = cfg.key
-    config = {**cfg.as_dict(), "key": key, "rule_code": rule_fingerprint(cfg.rule)}
-    if not store.claim(key, config, me, model=cfg.model, rule=cfg.rule):
-        return False
-    _log("start", key)
-    stop = threading.Event()
+class WorkerSummary(dict):
+    """Counts of what one worker did: ran, failed (with retry queued or final), yielded, reaped."""
 
-    def beat():
-        while not stop.wait(HEARTBEAT_SECONDS):
-            store.heartbeat(key, me)
-    hb = threading.Thread(target=beat, daemon=True)
-    hb.start()
-    try:
-        if data is None or len(data.val_y) != cfg.val_size:
-            data = _data(data_dir, cfg.val_size, cfg.split_seed)
-        rec = train(cfg.model, cfg.rule, dict(cfg.hparams), data=data, epochs=cfg.epochs,
-                    batch_size=cfg.batch_size, seed=cfg.seed, max_steps=cfg.max_steps, threads=threads)
-        rec["config"].update(key=key, rule_code=config["rule_code"], val_size=cfg.val_size,
-                             split_seed=cfg.split_seed, worker=me)
-        ok = store.finish(key, me, compact_record(rec))
-    except (KeyboardInterrupt, SystemExit):
-        stop.set()
-        store.release(key, me)
-        raise
-    except Exception:
-        store.finish(key, me, {"error": traceback.format_exc()}, status="failed")
-        print(f"run {key} ({cfg.rule}, {cfg.hparams}) failed:\n{traceback.format_exc()}", file=sys.stderr)
-        ok = False
-    finally:
-        stop.set()
-    if ok:
-        _log("done", key)
-    return ok
+    def line(self) -> str:
+        return (f"ran {self.get('ran', 0)}, failed {self.get('failed', 0)} "
+                f"({self.get('retried', 0)} re-enqueued), duplicates skipped {self.get('yielded', 0)}, "
+                f"dead workers' runs retried {self.get('reaped', 0)}")
 
 
-def run_worker(configs, store=DEFAULT_URL, *, threads=None, data=None, data_dir=None, wait=True,
-               poll=5.0, bar=None) -> int:
-    """Run every claimable config until all are done; returns how many this worker ran.
-
-    wait: when the only unfinished runs are held by other live workers, keep polling (every
-    ``poll`` s) so that a run whose worker dies is taken over; False: return at once."""
-    store = store if isinstance(store, Store) else Store(store)
-    me = worker_id()
+def run_worker(configs, storage=DEFAULT_STORAGE, *, runs_dir=results.RUNS_DIR, data=None, data_dir=None,
+               wait=True, poll=2.0, bar=None, force=False, enqueue=True, max_retry=engine.MAX_RETRY,
+               heartbeat_interval=engine.HEARTBEAT_INTERVAL, grace_period=engine.GRACE_PERIOD,
+               experiment=None) -> WorkerSummary:
+    """Run the configs' trials until every one is finished (complete, or failed with no retry
+    left); returns what this worker did. ``enqueue``: first enqueue the configs that are neither
+    stored in ``runs_dir`` (None: no local folder) nor queued. ``wait``: while only other
+    workers' runs are left, keep watching them (a dead worker's run is retried here)."""
+    configs = validate_all(configs)
     by_key = {c.key: c for c in configs}
-    ran = 0
+    q = engine.Queue(storage, max_retry=max_retry, heartbeat_interval=heartbeat_interval,
+                     grace_period=grace_period)
+    local = results.stored_keys(runs_dir) if runs_dir is not None else set()
+    if force and runs_dir is not None:
+        local = set()
+    if enqueue:
+        q.enqueue(configs, skip=local, force=force, experiment=experiment)
+    summary = WorkerSummary(ran=0, failed=0, retried=0, yielded=0, reaped=0, failed_keys=[])
+    todo = set(by_key) - local
     while True:
-        status = store.statuses(by_key)
-        pending = [k for k in by_key if status.get(k) not in ("done", "failed")]
-        if not pending:
-            return ran
-        progressed = False
-        for k in pending:
-            if _run_one(by_key[k], store, me, data=data, threads=threads, data_dir=data_dir):
-                ran += 1
-                progressed = True
-                if bar is not None:
-                    bar.update(1)
-        if not progressed:
+        summary["reaped"] += q.reap()
+        trial = q.pop(todo)
+        if trial is None:
+            if not _pending(q, todo):
+                break
             if not wait:
-                return ran
+                break
             time.sleep(poll)
+            continue
+        other = q.duplicate_of(trial)
+        if other is not None:
+            q.yield_to(trial, other)
+            summary["yielded"] += 1
+            continue
+        key = trial.user_attrs["key"]
+        cfg = by_key[key]
+        if runs_dir is not None and not force and key in results.stored_keys(runs_dir):
+            # a retry of a run that finished while its trial was failed (outage): nothing to train
+            run = results.read_run(results.run_path(runs_dir, cfg.model, cfg.rule, key))
+            q.complete_from(trial, _final_value(run["record"]))
+            continue
+        _log("start", key)
+        try:
+            with q.heartbeat(trial._trial_id):
+                if data is None or len(data.val_y) != cfg.val_size:
+                    data = load_fashion_mnist(data_dir, val_size=cfg.val_size, split_seed=cfg.split_seed)
+                rec = train(data=data, **cfg.train_kwargs())
+                rec["config"].update(key=key, versions=cfg.keyed()["versions"], val_size=cfg.val_size,
+                                     split_seed=cfg.split_seed, worker=trial.user_attrs.get("worker", {}).get("host"))
+                if runs_dir is not None:
+                    results.write_run(runs_dir, key, cfg.keyed(), rec)
+                q.finish(trial, rec, _final_value(rec))
+        except (KeyboardInterrupt, SystemExit):
+            q.fail(trial, "interrupted")
+            raise
+        except Exception:
+            err = traceback.format_exc()
+            summary["failed"] += 1
+            summary["failed_keys"].append(key)
+            retried = q.fail(trial, err)
+            summary["retried"] += int(retried)
+            last = err.strip().splitlines()[-1]
+            print(f"[runs] run {key[:12]} ({cfg.rule}, {dict(cfg.hparams)}, seed {cfg.seed}) failed: {last}"
+                  f"{' (re-enqueued)' if retried else ' (no retries left)'}", file=sys.stderr, flush=True)
+            continue
+        summary["ran"] += 1
+        _log("done", key)
+        if bar is not None:
+            bar.update(1)
+    return summary
 
 
-def _worker_main(config_dicts, url, threads, data_dir):
+def _pending(q: engine.Queue, keys) -> bool:
+    """Whether any of ``keys`` still has a waiting or running trial."""
+    for trials in q.by_key(keys).values():
+        if any(t.state in (engine.TrialState.WAITING, engine.TrialState.RUNNING) for t in trials):
+            return True
+    return False
+
+
+def final_failures(storage, configs, runs_dir=results.RUNS_DIR) -> list[str]:
+    """Keys among ``configs`` that are neither stored nor complete and have no trial left to run."""
+    q = engine.Queue(storage)
+    local = results.stored_keys(runs_dir) if runs_dir is not None else set()
+    out = []
+    trials = q.by_key([c.key for c in configs])
+    for c in configs:
+        states = {t.state for t in trials.get(c.key, [])}
+        if c.key in local or engine.TrialState.COMPLETE in states:
+            continue
+        if not states & {engine.TrialState.WAITING, engine.TrialState.RUNNING}:
+            out.append(c.key)
+    return out
+
+
+# ---------------------------------------------------------------------------- a local grid
+
+def _worker_main(config_dicts, storage, runs_dir, data_dir, force):
     configs = [RunConfig.from_dict(d) for d in config_dicts]
-    run_worker(configs, url, threads=threads, data_dir=data_dir, poll=1.0)
+    run_worker(configs, storage, runs_dir=runs_dir, data_dir=data_dir, poll=1.0, enqueue=False, force=force)
 
 
-def run_grid(configs, *, store=DEFAULT_URL, workers=None, threads=None, force=False, progress=True,
-             data=None, data_dir=None):
-    """Run the configs not yet in the store, then return ``load_results(configs, store)``.
+def run_grid(configs, *, storage=DEFAULT_STORAGE, runs_dir=results.RUNS_DIR, workers=None, force=False,
+             progress=True, data=None, data_dir=None, experiment=None) -> pd.DataFrame:
+    """Train the configs not yet stored in ``runs_dir``, then return ``load_results(configs)``.
 
-    store:    SQLAlchemy URL or a Store (default: SQLite file results/runs.sqlite).
-    workers:  worker processes (multiprocessing 'spawn'); 1 runs in this process. None: one
-              per core (at most one per missing run; 1 when only one run is missing).
-    threads:  torch threads per worker (None: torch's default, all cores, for one worker;
-              cores // workers for several).
-    force:    re-run every config, even finished ones (failed runs are always retried).
-    data:     an in-memory data.FashionMNIST to train on (workers=1 only).
+    storage:  Optuna storage URL of the queue (default: a SQLite file under build/).
+    runs_dir: folder of finished runs (default results/runs).
+    workers:  worker processes (multiprocessing 'spawn'); 1 trains in this process. None: one per
+              core (at most one per missing run).
+    force:    retrain every config, even stored ones.
+    data:     an in-memory engine.data.FashionMNIST to train on (workers=1 only).
     data_dir: folder with the IDX files (else FMNIST_DIR / Debian / torchvision).
+    Raises RuntimeError naming the runs that failed after their retries.
     """
-    st = store if isinstance(store, Store) else Store(store)
-    configs = list({c.key: c for c in configs}.values())
-    keys = [c.key for c in configs]
-    st.requeue(keys, statuses=("done", "failed") if force else ("failed",))
-    status = st.statuses(keys)
-    todo = [c for c in configs if status.get(c.key) != "done"]
-    if workers is None:
-        workers = 1 if data is not None else max(1, min(os.cpu_count() or 1, len(todo)))
+    configs = validate_all(configs)
+    local = set() if force else results.stored_keys(runs_dir)
+    todo = [c for c in configs if c.key not in local]
     if todo:
-        bar = None
-        if progress:
-            from tqdm.auto import tqdm
-            bar = tqdm(total=len(configs), initial=len(configs) - len(todo), desc="runs", unit="run")
+        q = engine.Queue(storage)
+        if not force:      # finished in the storage (e.g. by a remote worker) but not yet in runs_dir
+            engine.export(q, runs_dir, [c.key for c in todo])
+            local = results.stored_keys(runs_dir)
+            todo = [c for c in todo if c.key not in local]
+        q.enqueue(todo, force=force, experiment=experiment)
+    if todo:
+        if workers is None:
+            workers = 1 if data is not None else max(1, min(os.cpu_count() or 1, len(todo)))
+        bar = tqdm(total=len(configs), initial=len(configs) - len(todo), desc="runs", unit="run") \
+            if progress else None
         try:
             if workers <= 1:
-                run_worker(todo, st, threads=threads, data=data, data_dir=data_dir, bar=bar, poll=1.0)
+                run_worker(todo, storage, runs_dir=runs_dir, data=data, data_dir=data_dir, bar=bar, poll=1.0,
+                           enqueue=False, force=force)
             else:
-                if threads is None:
-                    threads = max(1, (os.cpu_count() or 1) // workers)
                 ctx = multiprocessing.get_context("spawn")
                 procs = [ctx.Process(target=_worker_main,
-                                     args=([c.as_dict() for c in todo], st.url, threads, data_dir))
+                                     args=([c.as_dict() for c in todo], storage, str(runs_dir), data_dir, force))
                          for _ in range(workers)]
                 for p in procs:
                     p.start()
+                keys = {c.key for c in todo}
                 try:
                     while any(p.is_alive() for p in procs):
                         time.sleep(1.0)
                         if bar is not None:
-                            s = st.statuses(keys)
-                            bar.n = sum(v == "done" for v in s.values())
+                            bar.n = len(configs) - len(todo) + len(keys & results.stored_keys(runs_dir))
                             bar.refresh()
                 finally:
                     for p in procs:
                         if p.is_alive():
                             p.terminate()
                         p.join()
-                # a worker that crashed leaves its runs; finish them here
-                run_worker(todo, st, threads=threads, data=data, data_dir=data_dir, poll=1.0)
+                # a worker that crashed leaves its runs to the heartbeat; finish them here
+                run_worker(todo, storage, runs_dir=runs_dir, data_dir=data_dir, poll=1.0, enqueue=False, force=force)
         finally:
             if bar is not None:
-                bar.n = sum(v == "done" for v in st.statuses(keys).values())
                 bar.close()
-    return load_results(configs, st)
-
-
-# ---------------------------------------------------------------------------- reading
-
-_EPOCH_COLS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc",
-               "train_seconds", "step_seconds"]
-
-
-def _done_rows(configs, store):
-    st = store if isinstance(store, Store) else Store(store)
-    keys = None if configs is None else [c.key for c in configs]
-    return st.rows(keys, columns=("key", "config", "result"), status="done")
-
-
-def load_results(configs=None, store=DEFAULT_URL):
-    """Tidy per-epoch rows of the finished runs among ``configs`` (None: every finished run).
-
-    Columns: key, model, rule, lr, seed, epochs, batch_size, val_size, hparams (JSON string),
-    one column per hyper-parameter, epoch, train_loss, train_acc, val_loss, val_acc, test_loss,
-    test_acc, train_seconds, step_seconds, diverged, diverged_epoch. Unfinished runs are absent.
-    """
-    import pandas as pd
-    rows, hp_names = [], set()
-    for key, config, result in _done_rows(configs, store):
-        cfg, rec = json.loads(config), json.loads(result)
-        hp = cfg["hparams"]
-        hp_names |= set(hp)
-        base = dict(key=key, model=cfg["model"], rule=cfg["rule"], lr=hp.get("lr"), seed=cfg["seed"],
-                    epochs=cfg["epochs"], batch_size=cfg["batch_size"], val_size=cfg["val_size"],
-                    hparams=json.dumps(hp, sort_keys=True),
-                    **{f"hp_{k}": v for k, v in hp.items()})
-        for ep in rec["epochs"]:
-            rows.append({**base, **{c: ep.get(c) for c in _EPOCH_COLS},
-                         "diverged": rec["diverged"], "diverged_epoch": rec["diverged_epoch"]})
-    cols = (["key", "model", "rule", "lr", "seed", "epochs", "batch_size", "val_size", "hparams"]
-            + sorted(f"hp_{n}" for n in hp_names - {"lr"}) + _EPOCH_COLS + ["diverged", "diverged_epoch"])
-    df = pd.DataFrame(rows, columns=cols)
-    df = df.rename(columns={c: c[3:] for c in df.columns if c.startswith("hp_")})
-    for c in _EPOCH_COLS[1:]:
-        df[c] = pd.to_numeric(df[c], errors="coerce").astype(float)    # JSON null -> NaN
-    df["diverged_epoch"] = df["diverged_epoch"].astype("Int64")
-    return df.sort_values(["model", "rule", "lr", "seed", "epoch"], kind="stable").reset_index(drop=True)
-
-
-def load_step_losses(configs=None, store=DEFAULT_URL) -> dict:
-    """{key: array of window-mean training losses} (window = STEP_WINDOW steps; NaN if non-finite)."""
-    out = {}
-    for key, _config, result in _done_rows(configs, store):
-        w = json.loads(result)["step_losses_w"]
-        out[key] = _decode(w["b64"])
-    return out
+        failed = [c for c in todo if c.key not in results.stored_keys(runs_dir)]
+        if failed:
+            raise RuntimeError(f"{len(failed)} of {len(configs)} runs failed after retries: " + "; ".join(
+                f"{c.rule} {dict(c.hparams)} seed {c.seed}" for c in failed[:5]))
+    return results.load_results(configs, runs_dir)
 
 
 # ---------------------------------------------------------------------------- command line
+
+def _split_top(s: str) -> list[str]:
+    """Split at commas outside brackets: '[0.9,0.999],[0.8,0.99]' -> two items."""
+    out, depth, cur = [], 0, ""
+    for ch in s:
+        if ch in "[{(":
+            depth += 1
+        elif ch in "]})":
+            depth -= 1
+        if ch == "," and depth == 0:
+            out.append(cur)
+            cur = ""
+        else:
+            cur += ch
+    out.append(cur)
+    return [x.strip() for x in out if x.strip()]
+
 
 def _value(s: str):
     """CLI value: JSON if it parses (numbers, true/false, lists), else the string."""
     try:
         return json.loads(s)
     except json.JSONDecodeError:
-        return {"True": True, "False": False}.get(s, s)
+        return {"True": True, "False": False, "None": None}.get(s, s)
 
 
 def _csv(kind):
-    return lambda s: [kind(x) for x in s.split(",") if x.strip()]
+    def parse(s):
+        try:
+            return [kind(x) for x in _split_top(s)]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a comma-separated list of {kind.__name__}: {s!r}") from None
+    return parse
 
 
 def _grid_args(p):
@@ -425,11 +328,17 @@ def _grid_args(p):
     p.add_argument("--val-size", type=int, default=5000)
     p.add_argument("--split-seed", type=int, default=0)
     p.add_argument("--max-steps", type=int, default=None)
+    p.add_argument("--n-train", type=int, default=None, help="train on a nested subset of this size")
+    p.add_argument("--schedule", default="constant", help="constant or cosine")
+    p.add_argument("--threads", type=int, default=1, help="torch threads per run (part of the run's key)")
     p.add_argument("--hparam", action="append", default=[], metavar="[RULE:]K=V[,V...]",
-                   help="extra hyper-parameter for every rule, or RULE:K=V for one; several values "
-                        "separated by commas are swept (repeatable)")
-    p.add_argument("--store", default=DEFAULT_URL, help=f"SQLAlchemy URL (default {DEFAULT_URL})")
-    p.add_argument("--threads", type=int, default=None, help="torch threads per worker")
+                   help="extra hyper-parameter for every rule, or RULE:K=V for one; values separated by "
+                        "commas outside brackets are swept: betas=[0.9,0.999] is one value (repeatable)")
+    p.add_argument("--store", default=DEFAULT_STORAGE,
+                   help="Optuna storage URL of the queue: sqlite:///path or postgresql://user:pass@host/db "
+                        "(default: build/runs.optuna.sqlite3)")
+    p.add_argument("--runs-dir", default=str(results.RUNS_DIR),
+                   help="folder of finished runs (default results/runs); 'none' on a machine without it")
     p.add_argument("--data-dir", default=None, help="folder with the Fashion-MNIST IDX files")
 
 
@@ -437,60 +346,107 @@ def _configs_from_args(a) -> list[RunConfig]:
     extra = {r: {} for r in a.rules}
     for item in a.hparam:
         target, _, kv = item.partition(":") if ":" in item.split("=", 1)[0] else ("", "", item)
-        k, _, v = kv.partition("=")
-        vals = [_value(x) for x in v.split(",")]
+        k, eq, v = kv.partition("=")
+        if not eq or not k:
+            raise ValueError(f"Invalid --hparam {item!r} (expected [RULE:]NAME=VALUE[,VALUE...])")
+        if target and target not in a.rules:
+            raise ValueError(f"Invalid --hparam {item!r}: rule {target!r} is not in --rules")
+        vals = [_value(x) for x in _split_top(v)]
         for r in ([target] if target else a.rules):
-            extra.setdefault(r, {})[k] = vals if len(vals) > 1 else vals[0]
+            extra.setdefault(r, {})[k] = vals        # a list: the values swept (one list value stays one)
     return grid(a.rules, a.lrs, a.seeds, model=a.model, epochs=a.epochs, hparams=extra,
                 batch_size=a.batch_size, val_size=a.val_size, split_seed=a.split_seed,
-                max_steps=a.max_steps)
+                max_steps=a.max_steps, n_train=a.n_train, schedule=a.schedule, threads=a.threads)
+
+
+def _status(a) -> int:
+    try:
+        q = engine.Queue(a.store, create=False)
+    except engine.StorageMissing as e:
+        print(f"status: {e}", file=sys.stderr)
+        return 2
+    table: dict = {}
+    for t in q.trials():
+        k = (t.user_attrs.get("model", "?"), t.user_attrs.get("rule", "?"))
+        name = t.state.name.lower()
+        table.setdefault(k, {}).setdefault(name, 0)
+        table[k][name] += 1
+    stored = results.stored_keys(a.runs_dir) if a.runs_dir.lower() != "none" else set()
+    cols = ["waiting", "running", "complete", "fail", "pruned"]
+    print(f"storage {q.url.split('@')[-1]}: {sum(sum(v.values()) for v in table.values())} trials; "
+          f"{len(stored)} runs stored in {a.runs_dir}")
+    print(f"{'model':10s} {'rule':10s} " + " ".join(f"{s:>8s}" for s in cols))
+    for (model, rule), c in sorted(table.items()):
+        print(f"{model:10s} {rule:10s} " + " ".join(f"{c.get(s, 0):8d}" for s in cols))
+    return 0
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m optreport.runs", description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
-    p_run = sub.add_parser("run", help="run a grid (skipping finished runs) and print a summary")
+    p_run = sub.add_parser("run", help="train a grid here with one worker per core; print a summary")
     _grid_args(p_run)
-    p_run.add_argument("--workers", type=int, default=None,
-                       help="worker processes (default: one per core, 1 thread each)")
-    p_run.add_argument("--force", action="store_true", help="re-run finished runs too")
-    p_work = sub.add_parser("worker", help="one worker pulling runs of a grid from a shared store "
-                                           "(start one per machine with the same flags)")
+    p_run.add_argument("--workers", type=int, default=None, help="worker processes (default: one per core)")
+    p_run.add_argument("--force", action="store_true", help="retrain stored runs too")
+    p_work = sub.add_parser("worker", help="one worker of a grid shared through --store "
+                                           "(start the same command on every machine)")
     _grid_args(p_work)
     p_work.add_argument("--no-wait", action="store_true",
-                        help="exit when nothing is claimable instead of waiting for other workers")
-    p_work.add_argument("--poll", type=float, default=5.0,
-                        help="seconds between looks at the store while others' runs are in flight")
-    p_stat = sub.add_parser("status", help="counts of done/running runs per rule")
-    p_stat.add_argument("--store", default=DEFAULT_URL)
+                        help="exit when nothing is left to take instead of watching other workers' runs")
+    p_work.add_argument("--max-retry", type=int, default=engine.MAX_RETRY,
+                        help=f"times a failed run is re-enqueued (default {engine.MAX_RETRY})")
+    p_work.add_argument("--poll", type=float, default=2.0, help="seconds between looks while others train")
+    p_work.add_argument("--heartbeat-interval", type=int, default=engine.HEARTBEAT_INTERVAL,
+                        help=f"seconds between heartbeats of a running trial (default {engine.HEARTBEAT_INTERVAL})")
+    p_work.add_argument("--grace-period", type=int, default=engine.GRACE_PERIOD,
+                        help="seconds without a heartbeat after which a run is retried elsewhere "
+                             f"(default {engine.GRACE_PERIOD})")
+    p_stat = sub.add_parser("status", help="trials per rule and state, and the runs stored")
+    p_stat.add_argument("--store", default=DEFAULT_STORAGE)
+    p_stat.add_argument("--runs-dir", default=str(results.RUNS_DIR))
+    p_exp = sub.add_parser("export", help="write the storage's finished runs missing from --runs-dir")
+    p_exp.add_argument("--store", default=DEFAULT_STORAGE)
+    p_exp.add_argument("--runs-dir", default=str(results.RUNS_DIR))
     a = ap.parse_args(argv)
 
     if a.cmd == "status":
-        st = Store(a.store)
-        counts = st.counts()
-        if not counts:
-            print(f"no runs in {st}")
-        table = {}
-        for model, rule, status, n in counts:
-            table.setdefault((model, rule), {})[status] = n
-        statuses = ["done", "running", "queued", "failed"]
-        print(f"{'model':10s} {'rule':10s} " + " ".join(f"{s:>8s}" for s in statuses))
-        for (model, rule), c in sorted(table.items(), key=lambda x: (str(x[0][0]), str(x[0][1]))):
-            print(f"{model or '?':10s} {rule or '?':10s} " + " ".join(f"{c.get(s, 0):8d}" for s in statuses))
+        return _status(a)
+    if a.cmd == "export":
+        try:
+            q = engine.Queue(a.store, create=False)
+        except engine.StorageMissing as e:
+            print(f"export: {e}", file=sys.stderr)
+            return 2
+        n = engine.export(q, a.runs_dir)
+        print(f"export: {n} run(s) written to {a.runs_dir}")
         return 0
-
-    configs = _configs_from_args(a)
-    if a.cmd == "worker":
-        n = run_worker(configs, a.store, threads=a.threads, data_dir=a.data_dir, wait=not a.no_wait,
-                       poll=a.poll)
-        print(f"worker {worker_id()} ran {n} of {len(configs)} runs")
-        return 0
-    df = run_grid(configs, store=a.store, workers=a.workers, threads=a.threads, force=a.force,
-                  data_dir=a.data_dir)
+    try:
+        configs = validate_all(_configs_from_args(a))
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    runs_dir = None if a.runs_dir.lower() == "none" else a.runs_dir
+    try:
+        load_fashion_mnist(a.data_dir, val_size=configs[0].val_size, split_seed=configs[0].split_seed)
+        if a.cmd == "worker":
+            s = run_worker(configs, a.store, runs_dir=runs_dir, data_dir=a.data_dir, wait=not a.no_wait,
+                           poll=a.poll, max_retry=a.max_retry, heartbeat_interval=a.heartbeat_interval,
+                           grace_period=a.grace_period)
+            lost = final_failures(a.store, configs, runs_dir)
+            print(f"worker {engine.worker_identity()['host']}:{os.getpid()}: {s.line()}; "
+                  f"grid of {len(configs)}: {len(configs) - len(lost)} done or in progress, {len(lost)} failed")
+            return 1 if s["failed"] or lost else 0
+        df = run_grid(configs, storage=a.store, runs_dir=runs_dir or results.RUNS_DIR, workers=a.workers,
+                      force=a.force, data_dir=a.data_dir)
+    except (DataNotFoundError, CorruptDataError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except RuntimeError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     if len(df):
-        last = df.sort_values("epoch").groupby("key").tail(1)
-        print(last.groupby(["model", "rule", "lr"])[["test_acc", "val_acc", "train_seconds"]]
-              .mean().to_string())
+        last = results.last_epoch(df)
+        print(last.groupby(["model", "rule", "lr"])[["test_acc", "val_acc", "train_seconds"]].mean().to_string())
     print(f"{df['key'].nunique()} of {len(configs)} runs done")
     return 0
 
