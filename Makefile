@@ -45,6 +45,7 @@ quick: setup data
 	$(PY) -m optreport.report --quick $(ARGS)
 
 test: setup data
+	$(PY) -m ruff check .
 	$(PY) -m pytest -q $(ARGS)
 
 bench: setup data
