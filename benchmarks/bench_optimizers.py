@@ -22,16 +22,14 @@ vary with the load of other processes.
 """
 
 import argparse
-import os
 import statistics
-import sys
 import time
 
 import torch
 from torch import nn
 
-import optimizers  # noqa: E402
-from optreport.engine.train import has_compiled_step  # noqa: E402
+import optimizers
+from optreport.engine.train import has_compiled_step
 
 FUSED = (torch.optim.SGD, torch.optim.Adam, torch.optim.AdamW, torch.optim.Adagrad)  # fused=True on CPU
 

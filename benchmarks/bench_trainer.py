@@ -20,19 +20,21 @@ import gzip
 import os
 import shutil
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+from torchvision import datasets
+from torchvision.transforms import ToTensor
 
-import torch                                        # noqa: E402
-import torch.nn.functional as F                     # noqa: E402
-
-from optreport.engine import data as data_mod                          # noqa: E402
+from optimizers import OPTIMIZERS
+from optreport.engine import data as data_mod
 from optreport.engine import models
-from optimizers import OPTIMIZERS                   # noqa: E402
-from optreport.engine.train import train                           # noqa: E402
+from optreport.engine.train import train
+from optreport.runs import sweep
 
 RULES = {"sgd": {"lr": 1e-3}, "momentum": {"lr": 1e-3}, "adam": {"lr": 1e-3},
          "gravity": {"lr": 1e-3}, "cosine": {"lr": 1e-3}}   # quickstart's lr; speed only
@@ -55,9 +57,6 @@ def torchvision_root(files: dict) -> Path:
 
 def quickstart_epoch(root, rule, hparams, max_steps=None):
     """The quickstart tutorial's train() for one epoch; returns (seconds, steps)."""
-    from torch.utils.data import DataLoader
-    from torchvision import datasets
-    from torchvision.transforms import ToTensor
     training_data = datasets.FashionMNIST(root=str(root), train=True, download=False, transform=ToTensor())
     dataloader = DataLoader(training_data, batch_size=64, shuffle=True)
     model = models.build_model("mlp", 0)
@@ -209,19 +208,19 @@ def tricks(args, data):
 
 def workers(args):
     """Runs per hour: one process with 2 threads vs two processes with 1 thread each."""
-    from optreport.runs import sweep
     # short runs measure mostly worker start-up (import torch, load data: a few s per process)
     n_runs, steps, epochs = (4, 100, 1) if args.quick else (4, None, 2)
     for rep in range(args.reps):
         for w, t in ((1, 2), (2, 1)):
             tmp = tempfile.mkdtemp(prefix="bench-store-")
             try:
-                cs = sweep.grid(["sgd", "adam"], [1e-3, 1e-2, 1e-1][:n_runs // 2], [rep], epochs=epochs, max_steps=steps)
+                cs = sweep.grid(["sgd", "adam"], [1e-3, 1e-2, 1e-1][:n_runs // 2], [rep], epochs=epochs,
+                                max_steps=steps)
                 t0 = time.perf_counter()
                 sweep.run_grid(cs, store=f"sqlite:///{tmp}/s.sqlite", workers=w, threads=t, progress=False)
                 dt = time.perf_counter() - t0
-                print(f"  rep {rep}: {w} process(es) x {t} thread(s): {len(cs)} runs ({epochs} epoch(s), max_steps={steps}) in "
-                      f"{dt:6.1f} s -> {len(cs) / dt * 3600:7.0f} runs/hour", flush=True)
+                print(f"  rep {rep}: {w} process(es) x {t} thread(s): {len(cs)} runs ({epochs} epoch(s), "
+                      f"max_steps={steps}) in {dt:6.1f} s -> {len(cs) / dt * 3600:7.0f} runs/hour", flush=True)
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
 

@@ -13,6 +13,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
+
+from optreport.engine import data
 
 REPO = Path(__file__).resolve().parents[1]
 COMMITTED = ("img", "results")     # folders a quick run must never touch
@@ -37,7 +40,6 @@ def needs_torch_compile():
     (no C++ compiler): there the compiled steps run eagerly after a warning, which
     test_compiled_path_falls_back_to_eager_with_a_warning covers."""
     if "ok" not in _COMPILE:
-        import torch
         try:
             torch.compile(lambda x: x * 2 + 1, fullgraph=True)(torch.ones(3))
             _COMPILE["ok"], _COMPILE["why"] = True, ""
@@ -48,7 +50,6 @@ def needs_torch_compile():
 
 
 def data_available() -> tuple[bool, str]:
-    from optreport.engine import data
     try:
         data.locate(download=False)
         return True, ""

@@ -1,13 +1,20 @@
 """costs.py: optimizer-state bytes counted by hand, timings positive (no time limits)."""
 import math
 
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
-from optreport.analysis import costs
 from optimizers import OPTIMIZERS
+from optreport.analysis import costs
+from optreport.report import figures as plotting
+from optreport.report import tables
 
 
 def _params():
@@ -133,7 +140,53 @@ def test_accuracy_vs_time_cumulative():
 
 def test_markdown_table(tmp_path):
     df = pd.DataFrame({"a": [1, 2], "b": [0.5, float("nan")], "c": ["x|y", "z"]})
-    md = costs.markdown_table(df)
+    md = tables.markdown_table(df)
     assert md.splitlines()[0] == "| a | b | c |" and "x\\|y" in md
-    costs.save_table(df, tmp_path, "t")
+    tables.save_table(df, tmp_path, "t")
     assert (tmp_path / "t.csv").exists() and (tmp_path / "t.md").exists()
+
+
+def _with_sgd(d):
+    """_records() with 'fast' renamed 'sgd' (the tables compare every rule with SGD)."""
+    return d.assign(rule=d.rule.replace({"fast": "sgd"}), key=d.key.str.replace("fast", "sgd"),
+                    diverged=False, diverged_epoch=pd.array([pd.NA] * len(d), dtype="Int64"))
+
+
+def test_step_cost_and_epoch_cost_tables():
+    bench = pd.DataFrame({"rule": ["sgd", "slow"], "model": "mlp", "batch_size": 64, "step_us": [10.0, 30.0],
+                          "fwd_bwd_us": [90.0, 90.0], "step_share": [0.1, 0.25], "repeats": 2, "inner": 3,
+                          "threads": 1})
+    full, table = tables.step_cost(bench, [0.0, 8.0])
+    assert list(table.columns) == tables.STEP_COST_COLUMNS
+    assert list(full.step_vs_sgd) == [1.0, 3.0] and list(full.total_us) == [100.0, 120.0]
+    d = _with_sgd(_records())
+    best = costs.best_lr(d)
+    e = tables.epoch_cost(d, best, full, ["sgd", "slow"]).set_index("rule")
+    assert e.loc["slow", "epoch_vs_sgd"] == pytest.approx(2.0) and e.loc["sgd", "best_lr"] == 0.1
+    assert e.loc["slow", "state_bytes_per_param"] == 8.0
+    assert e.loc["sgd", "acc"] == pytest.approx(0.8905)                  # mean final test accuracy
+    fig = plotting.step_time_figure(full, "mlp", 64)
+    plt.close(fig)
+    fig = plotting.epoch_seconds_figure(e.reset_index())
+    plt.close(fig)
+
+
+def test_time_to_target_table_in_the_rules_order_and_figures():
+    d = _records()
+    t = tables.time_to_target(d, [0.88, 0.85], ["slow", "fast"], n_boot=50)
+    assert list(zip(t.target, t.rule)) == [(0.85, "slow"), (0.85, "fast"), (0.88, "slow"), (0.88, "fast")]
+    fig = plotting.time_to_target_figure(t, [0.85, 0.88])
+    assert len(fig.axes) == 2
+    plt.close(fig)
+    fig = plotting.accuracy_vs_time_figure(costs.accuracy_vs_time(d), ["fast", "slow"])
+    plt.close(fig)
+
+
+def test_seed004_table_and_figure():
+    d = _with_sgd(_records()).assign(test_loss=0.5)
+    t = tables.seed004(costs.run_times(d), epochs=3).set_index("rule")
+    assert t.loc["slow", "n_seeds"] == 2 and t.loc["slow", "sec_per_epoch"] == pytest.approx(2.0)
+    assert t.loc["slow", "total_s"] == pytest.approx(6.0) and (t["epochs"] == 3).all()
+    assert t.loc["sgd", "test_acc"] == pytest.approx(0.8905)
+    fig = plotting.seed004_figure(costs.accuracy_vs_time(d, by=("rule", "lr")), [0.1], "small_mlp")
+    plt.close(fig)

@@ -1,11 +1,11 @@
 """data.py: parsing, locating, splitting, and every way the files can be missing or broken."""
 import gzip
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import torchvision
 
 from optreport.engine import data
 from optreport.engine.data import CorruptDataError, DataNotFoundError, load_fashion_mnist, read_idx, write_fixture
@@ -30,7 +30,8 @@ def test_fixture_roundtrip(tmp_path, gz, no_env):
     assert abs(float(d.train_x.mean())) < 1e-4 and abs(float(d.train_x.std()) - 1) < 1e-3
     # the split is a fixed-seed permutation: disjoint, complete, reproducible, seed-dependent
     raw = read_idx(next(tmp_path.glob("train-images*")))
-    u8 = lambda x: torch.round(x.squeeze(1) * d.std * 255 + d.mean * 255).to(torch.uint8).numpy()
+    def u8(x):
+        return torch.round(x.squeeze(1) * d.std * 255 + d.mean * 255).to(torch.uint8).numpy()
     rows = {r.tobytes() for r in raw}
     got = [r.tobytes() for r in np.concatenate([u8(d.train_x), u8(d.val_x)])]
     assert set(got) == rows and len(got) == 300
@@ -81,8 +82,6 @@ def test_missing_everywhere_download_fails(tmp_path, monkeypatch, no_env):
 
 def test_download_leaves_nothing_half_written(tmp_path, monkeypatch):
     """The real downloader (no internet here, or a stubbed failure) leaves no partial cache."""
-    import torchvision
-
     def fail(root, train=True, download=False):
         Path(root, "FashionMNIST", "raw").mkdir(parents=True, exist_ok=True)
         Path(root, "FashionMNIST", "raw", "train-images-idx3-ubyte.gz").write_bytes(b"partial")
@@ -128,7 +127,8 @@ def test_raw_preferred_and_atomic_write(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["x"]              # no temp file left
 
 
-@pytest.mark.skipif(not (REAL / "train-images-idx3-ubyte.gz").exists(), reason="Debian's dataset-fashion-mnist not installed")
+@pytest.mark.skipif(not (REAL / "train-images-idx3-ubyte.gz").exists(),
+                    reason="Debian's dataset-fashion-mnist not installed")
 def test_real_files(no_env):
     d = load_fashion_mnist(REAL)
     assert (len(d.train_y), len(d.val_y), len(d.test_y)) == (55000, 5000, 10000)

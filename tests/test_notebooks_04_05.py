@@ -1,10 +1,8 @@
 """Notebooks 04 (cost) and 05 (tuning protocol) in quick mode: tables and HTML exist with the
 expected rows and columns. Uses the session fixture ``quick_report`` (tests/conftest.py), the
 output folder of ``python -m optreport.report --quick``."""
-from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from conftest import read_table
@@ -12,7 +10,7 @@ from conftest import read_table
 RULES = ["sgd", "momentum", "nag", "adagrad", "rmsprop", "adadelta",
          "adam", "nadam", "adamw", "gravity", "cosine"]
 
-
+pytestmark = pytest.mark.slow      # every test here reads the quick report (minutes, once per session)
 
 
 @pytest.mark.parametrize("nb", ["04_cost", "05_tuning_protocol"])

@@ -10,12 +10,24 @@ import subprocess
 import sys
 from pathlib import Path
 
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
 import nbformat
 import numpy as np
 import pandas as pd
 import pytest
 
+from optimizers import OPTIMIZERS
+from optreport.analysis import probes, stats, tuning
 from optreport.report import build as report
+from optreport.report import experiments as ex
+from optreport.report import figures as plotting
+from optreport.report import tables
+from optreport.runs.results import write_run
+
 from conftest import COMMITTED, REPO, data_available, folder_hash, read_table
 
 RULES = ["sgd", "momentum", "nag", "adagrad", "rmsprop", "adadelta",
@@ -63,6 +75,7 @@ def test_find_notebooks_in_order_and_only():
     assert [p.name[:2] for p in report.find_notebooks(["03", "01"])] == ["01", "03"]
 
 
+@pytest.mark.slow
 def test_missing_data_exits_2_before_running_anything(tmp_path):
     empty = tmp_path / "nodata"
     empty.mkdir()
@@ -75,6 +88,7 @@ def test_missing_data_exits_2_before_running_anything(tmp_path):
     assert not (out / "results" / "notebooks").exists()
 
 
+@pytest.mark.slow
 def test_failing_notebook_is_named_and_kept(tmp_path, monkeypatch):
     """A notebook that raises stops the job with its name and the cell's error."""
     ok, why = data_available()
@@ -99,9 +113,22 @@ def test_failing_notebook_is_named_and_kept(tmp_path, monkeypatch):
     assert rows[0]["status"] == "failed"
 
 
+def test_training_seconds_sums_stored_runs(tmp_path):
+    """The README's process-hours: train + eval seconds over every stored run; no runs folder -> 0."""
+    assert report.training_seconds(tmp_path / "absent") == 0.0
+    for i, (train_s, eval_s) in enumerate([(2.0, 0.5), (3.0, 1.0)]):
+        epochs = [{"epoch": e, "train_seconds": train_s, "eval_seconds": eval_s, "step_seconds": 0.1,
+                   "test_acc": 0.5} for e in (1, 2)]
+        write_run(tmp_path / "runs", f"k{i}", {"model": "mlp", "rule": "sgd", "hparams": {"lr": 0.1},
+                                               "seed": i, "epochs": 2, "batch_size": 64, "val_size": 5000},
+                  {"epochs": epochs, "diverged": False, "diverged_epoch": None})
+    assert report.training_seconds(tmp_path / "runs") == pytest.approx(2 * (2.5 + 4.0))
+
+
 # ----------------------------------------------------------------------------- quick report
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", NOTEBOOKS)
 def test_every_notebook_executed_and_exported(results, name):
     nb = nbformat.read(results / "notebooks" / f"{name}.ipynb", as_version=4)
@@ -114,6 +141,7 @@ def test_every_notebook_executed_and_exported(results, name):
     assert html.exists() and html.stat().st_size > 10_000
 
 
+@pytest.mark.slow
 def test_index_links_every_notebook_with_title_and_time(results):
     index = (results / "index.html").read_text()
     links = set(re.findall(r"href='([^']+)'", index))
@@ -128,6 +156,7 @@ def test_index_links_every_notebook_with_title_and_time(results):
     assert (timing["status"] == "ok").all() and (timing["seconds"] > 0).all()
 
 
+@pytest.mark.slow
 def test_every_figure_and_table_is_listed_in_the_index(results, quick_report):
     index = (results / "index.html").read_text()
     for png in (Path(quick_report) / "img").glob("0[123]_*.png"):
@@ -136,11 +165,13 @@ def test_every_figure_and_table_is_listed_in_the_index(results, quick_report):
         assert t.name in index
 
 
+@pytest.mark.slow
 def test_committed_folders_untouched(quick_report, committed_hashes):
     for name in COMMITTED:
         assert folder_hash(REPO / name) == committed_hashes[name], f"{name}/ changed"
 
 
+@pytest.mark.slow
 def test_01_tables(results):
     conf = read_table(results, "01_conformance")
     assert list(conf["rule"]) == CLASSIC
@@ -161,6 +192,7 @@ def test_01_tables(results):
     assert (hier[hier["demo"].str.contains("momentum=0")]["max_gap"] == 0).all()
 
 
+@pytest.mark.slow
 def test_02_table_every_rule_and_lr(results):
     t = read_table(results, "02_sweep_table")
     assert sorted(zip(t["rule"], t["lr"])) == sorted((r, lr) for r in RULES for lr in LRS)
@@ -174,6 +206,7 @@ def test_02_table_every_rule_and_lr(results):
     assert {"mean_diff", "ci_lo", "ci_hi", "t_p", "wilcoxon_p", "holm_p", "verdict"} <= set(comp.columns)
 
 
+@pytest.mark.slow
 def test_03_tables(results):
     c = read_table(results, "03_vs_momentum")
     assert sorted(zip(c["metric"], c["rule"], c["lr"])) == sorted(
@@ -201,7 +234,6 @@ def _fake_sweep():
 
 
 def test_sweep_table_excludes_diverged_runs_and_counts_them():
-    from optreport.analysis import stats
     t = stats.sweep_table(_fake_sweep()).set_index("rule")
     assert t.loc["bad", "runs"] == 4 and t.loc["bad", "diverged"] == 1
     finals = [0.62 + 0.002 * s + 0.001 * ((s * 7 + 3) % 3) for s in range(3)]   # seeds 0-2 only
@@ -210,7 +242,6 @@ def test_sweep_table_excludes_diverged_runs_and_counts_them():
 
 
 def test_tables_list_rules_in_catalogue_order():
-    from optreport.analysis import stats
     t = pd.DataFrame({"rule": ["cosine", "zeta", "sgd", "adam", "sgd", "alpha"],
                       "lr": [0.1, 0.1, 0.2, 0.01, 0.01, 0.1], "x": range(6)})
     out = stats.catalogue_order(t)
@@ -220,7 +251,6 @@ def test_tables_list_rules_in_catalogue_order():
 
 
 def test_compare_to_reference_holm_and_verdicts():
-    from optreport.analysis import stats
     c = stats.compare_to_reference(_fake_sweep()).set_index("rule")
     assert set(c["reference"]) == {"good"}
     assert c.loc["bad", "verdict"] == "worse" and c.loc["bad", "n"] == 3
@@ -230,11 +260,11 @@ def test_compare_to_reference_holm_and_verdicts():
     assert (c.loc[ok, "holm_p"] >= c.loc[ok, "t_p"]).all()
 
 
+@pytest.mark.slow
 def test_probe_records_gravity_step_size_and_caches(tmp_path):
     ok, why = data_available()
     if not ok:
         pytest.skip(why)
-    from optreport.analysis import probes
     r = probes.probe_run("gravity", {"lr": 0.1}, "effective_lr", max_steps=6, every=2,
                          cache_dir=tmp_path)
     assert list(r["steps"]) == [1, 2, 4, 6]
@@ -245,6 +275,7 @@ def test_probe_records_gravity_step_size_and_caches(tmp_path):
     assert len(list(tmp_path.glob("*.npz"))) == 1
 
 
+@pytest.mark.slow
 def test_readme_headline_is_built_from_the_results(results, quick_report, tmp_path):
     readme = tmp_path / "README.md"
     readme.write_text(f"# x\n\nbefore\n{report.README_START}\nstale\n{report.README_END}\nafter\n")
@@ -259,3 +290,103 @@ def test_readme_headline_is_built_from_the_results(results, quick_report, tmp_pa
     plain.write_text("no markers\n")
     assert not report.update_readme(results, Path(quick_report) / "img", plain)
     assert plain.read_text() == "no markers\n"
+
+
+# ----------------------------------------------------------------------------- shared grids, tables, figures
+def test_experiments_define_the_shared_grid_once():
+    assert ex.RULES == RULES == list(OPTIMIZERS) == plotting.RULE_ORDER
+    assert ex.LRS == LRS == list(tuning.FIXED_LRS)
+    assert set(ex.QUICK_SEEDS) <= set(ex.SEEDS) and ex.QUICK_EPOCHS <= ex.EPOCHS
+    assert set(ex.NOVEL_RULES) <= set(ex.RULES)
+
+
+@pytest.mark.parametrize("name", ["02_lr_sweep", "03_gravity_and_cosine", "04_cost"])
+def test_notebooks_take_02s_grid_from_experiments(name):
+    nb = nbformat.read(REPO / "notebooks" / f"{name}.ipynb", as_version=4)
+    params = nb.cells[1].source
+    for var in ("LRS", "SEEDS", "EPOCHS", "MAX_STEPS"):
+        assert re.search(rf"^{var} = ex\.{var}\b", params, flags=re.M), var
+    quick = nb.cells[2].source
+    assert "ex.QUICK_SEEDS, ex.QUICK_EPOCHS, ex.QUICK_MAX_STEPS" in quick
+    code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+    assert ".groupby(\"key\").tail(1)" not in code and "must equal" not in code
+
+
+def _fake_grid():
+    """Per-epoch rows of momentum, gravity, cosine x 2 lrs x 3 seeds x 2 epochs, plus the three
+    ablations of notebook 03 (hyper-parameter columns accumulate, per, C)."""
+    rows = []
+    for rule, base in [("momentum", 0.80), ("gravity", 0.70), ("cosine", 0.805)]:
+        for lr in (0.01, 0.1):
+            for seed in range(3):
+                for epoch in (1, 2):
+                    acc = base + 0.01 * epoch + 0.003 * seed + 0.001 * ((seed * 5 + len(rule)) % 3)
+                    rows.append(dict(key=f"{rule}{lr}{seed}", rule=rule, lr=lr, seed=seed, epoch=epoch,
+                                     train_loss=1 - acc, val_acc=acc, test_acc=acc, test_loss=1 - acc,
+                                     diverged=False, accumulate=True if rule == "gravity" else np.nan,
+                                     per="row" if rule == "cosine" else None,
+                                     C=1.8 if rule == "cosine" else np.nan))
+    main = pd.DataFrame(rows)
+    abl = []
+    for name, rule, hp, shift in [("g", "gravity", {"accumulate": False}, -0.05),
+                                  ("t", "cosine", {"per": "tensor"}, 0.0), ("c", "cosine", {"C": 1.0}, 0.01)]:
+        for r in rows:
+            if r["rule"] == rule:
+                abl.append({**r, "key": name + r["key"], "test_acc": r["test_acc"] + shift
+                            + 0.0005 * r["seed"], **hp})
+    return main, pd.DataFrame(abl)
+
+
+def test_accuracy_grid_and_heatmap():
+    t = stats.sweep_table(_fake_sweep())
+    acc, notes = tables.accuracy_grid(t, ["good", "bad", "same"])
+    assert list(acc.index) == ["good", "bad", "same"] and list(acc.columns) == [0.1]
+    assert acc.loc["good", 0.1] == pytest.approx(100 * t.set_index("rule").loc["good", "test_acc"])
+    assert notes.loc["bad", 0.1] == "1 div." and notes.loc["good", 0.1] == ""
+    fig = plotting.accuracy_heatmap_figure(acc, notes, 2)
+    assert "epoch 2" in fig.axes[0].get_title()
+    plt.close(fig)
+
+
+def test_vs_momentum_table_and_figure():
+    main, _ = _fake_grid()
+    comp = tables.vs_momentum(main, 0.05)
+    assert list(comp.columns) == tables.VS_MOMENTUM_COLUMNS
+    assert sorted(zip(comp.metric, comp.rule, comp.lr)) == sorted(
+        (m, r, lr) for m in ("test_acc", "train_loss") for r in ("gravity", "cosine") for lr in (0.01, 0.1))
+    g = comp[(comp.rule == "gravity") & (comp.metric == "test_acc")]
+    assert (g.verdict == "worse").all() and (g.mean_diff < 0).all()
+    for metric in ("test_acc", "train_loss"):       # Holm within each metric's 4 comparisons
+        c = comp[comp.metric == metric]
+        assert np.allclose(c.holm_p, stats.holm(c.t_p), equal_nan=True)
+    fig = plotting.vs_momentum_figure(comp, 3)
+    assert len(fig.axes) == 2
+    plt.close(fig)
+
+
+def test_ablations_name_variants_and_compare_with_the_default():
+    main, abl = _fake_grid()
+    table, comp = tables.ablations(main, abl, 0.05)
+    assert set(comp.variant) == {"gravity: accumulate=False", "cosine: per=tensor", "cosine: C=1"}
+    assert set(comp.reference) == {"gravity: default (accumulate=True)", "cosine: default (per=row, C=1.8)"}
+    assert (comp[comp.variant == "gravity: accumulate=False"].verdict == "worse").all()
+    assert np.allclose(comp.holm_p, stats.holm(comp.t_p), equal_nan=True)
+    assert set(table.group) == set(comp.variant) | set(comp.reference)
+    fig = plotting.ablations_figure(comp)
+    plt.close(fig)
+
+
+def test_notebook_figures_draw():
+    df = _fake_sweep().assign(train_acc=lambda d: d.val_acc)
+    fig = plotting.lr_curves_figure(df, 0.1, ["good", "bad", "same"], 4)
+    assert len(fig.axes) == 4 and fig.axes[0].get_yscale() == "log"
+    plt.close(fig)
+    steps = np.array([1, 2, 4, 8])
+    fig = plotting.gravity_step_size_figure({0.1: {"steps": steps, "values": 0.1 / np.sqrt(steps)}})
+    assert fig.axes[0].get_xscale() == "log"
+    plt.close(fig)
+    rng = np.random.default_rng(0)
+    cos = {lr: {"steps": np.arange(1, 41), "values": rng.uniform(-1, 1, (40, 7))} for lr in (0.01, 0.1)}
+    fig = plotting.cosine_cosines_figure(cos)
+    assert len(fig.axes) == 3
+    plt.close(fig)

@@ -3,6 +3,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 import torch
@@ -127,7 +128,6 @@ def test_plot_limits_cover_trajectories_and_ignore_runaways():
 
 
 def test_plot_trajectories_marks_divergence():
-    import matplotlib.pyplot as plt
     fig, ax = plt.subplots()
     good = S.trajectory("adam", {"lr": 0.1}, "rosenbrock", steps=20)
     bad = S.trajectory("sgd", {"lr": 0.2}, "rosenbrock", steps=20)

@@ -1,16 +1,16 @@
 """trainer.py and models.py on tiny fixture data: determinism, divergence, the record's shape."""
 import json
-import warnings
 import math
+import warnings
 
 import pytest
 import torch
 
-from optreport.engine import data
-from optreport.engine import models
+from optreport.engine import data, models
 from optreport.engine import train as trainer
-from conftest import needs_torch_compile
 from optreport.engine.train import train
+
+from conftest import needs_torch_compile
 
 RULES = ["sgd", "momentum", "adam", "gravity", "cosine"]
 
@@ -57,7 +57,8 @@ def test_same_seed_identical(tiny, rule):
     kw = dict(data=tiny, epochs=2, batch_size=32, seed=3, max_steps=15)
     a = train("mlp", rule, {"lr": 0.01}, **kw)
     b = train("mlp", rule, {"lr": 0.01}, **kw)
-    strip = lambda r: [{k: v for k, v in e.items() if "seconds" not in k} for e in r["epochs"]]
+    def strip(r):
+        return [{k: v for k, v in e.items() if "seconds" not in k} for e in r["epochs"]]
     assert a["step_losses"] == b["step_losses"] and strip(a) == strip(b)
     assert len(a["step_losses"]) == 15 and a["steps"] == 15
     assert [e["epoch"] for e in a["epochs"]] == [1, 2]         # 10 steps per epoch: 10 + 5
@@ -96,7 +97,7 @@ def test_callback_and_max_steps(tiny):
     rec = train("mlp", "gravity", {"lr": 0.1}, data=tiny, epochs=5, max_steps=7,
                 callback=lambda step, model, opt, loss: seen.append((step, float(loss))))
     assert [s for s, _ in seen] == list(range(1, 8))
-    assert [l for _, l in seen] == pytest.approx(rec["step_losses"])
+    assert [loss for _, loss in seen] == pytest.approx(rec["step_losses"])
 
 
 def test_compile_falls_back(tiny, monkeypatch):

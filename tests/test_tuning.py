@@ -1,13 +1,20 @@
 """tuning.py: search spaces, quasi-random sampling, validation-only selection, bootstrap."""
 import math
 
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
-from optreport.analysis import tuning
 from optimizers import OPTIMIZERS
+from optreport.analysis import tuning
+from optreport.report import figures as plotting
+from optreport.report import tables
 
 
 def test_every_rule_has_a_valid_space():
@@ -184,7 +191,6 @@ def test_imitation_hparams():
 
 def test_imitation_matches_momentum_at_large_eps():
     """Adam with the asymptotic imitation tracks Momentum once bias correction has faded."""
-    from optimizers import OPTIMIZERS
     torch.manual_seed(0)
     p0 = torch.randn(50)
     pm, pa = torch.nn.Parameter(p0.clone()), torch.nn.Parameter(p0.clone())
@@ -193,6 +199,22 @@ def test_imitation_matches_momentum_at_large_eps():
     g = torch.randn(200, 50)
     for t in range(200):
         pm.grad, pa.grad = g[t].clone(), g[t].clone()
-        mom.step(); adam.step()
+        mom.step()
+        adam.step()
     dm, da = pm.detach() - p0, pa.detach() - p0
     assert torch.allclose(da, dm, rtol=0.05, atol=0.05 * float(dm.abs().max()))
+
+
+def test_imitation_table_and_protocol_scores_figure():
+    variants = {"momentum (tuned, c)": ("momentum", {"lr": 0.1, "momentum": 0.9}),
+                "adam imitating": ("adam", {"lr": 1.0, "eps": 10.0})}
+    acc = {"momentum (tuned, c)": np.array([0.80, 0.82, 0.81]), "adam imitating": np.array([0.81, 0.83, 0.83])}
+    t = tables.imitation(variants, acc, base="momentum (tuned, c)").set_index("variant")
+    assert np.isnan(t.loc["momentum (tuned, c)", "diff_vs_momentum"])
+    assert t.loc["adam imitating", "diff_vs_momentum"] == pytest.approx(0.0133333, abs=1e-6)
+    assert t.loc["adam imitating", "hparams"] == "lr=1, eps=10" and t.loc["adam imitating", "n_seeds"] == 3
+    s = pd.DataFrame({"rule": ["sgd", "adam"], "median": [0.8, 0.85], "ci_lo": [0.7, 0.8], "ci_hi": [0.9, 0.9]})
+    fig, ax = plt.subplots()
+    plotting.plot_protocol_scores(ax, {"a": s, "c": s}, ["sgd", "adam"])
+    assert len(ax.get_legend().get_texts()) == 2
+    plt.close(fig)

@@ -25,17 +25,20 @@ import os
 import platform
 import statistics
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 from torch import nn
 
+from optreport.analysis.stats import mean_ci, paired_comparison
+from optreport.engine import train as trainer
+from optreport.engine.models import build_model
+from optreport.runs.results import last_epoch
+
 __all__ = ["state_bytes", "state_bytes_per_param", "make_optimizer", "step_time_us",
            "step_time_table", "machine_info", "best_lr", "clean_epochs", "epoch_costs", "final_accuracy",
-           "time_to_target", "accuracy_vs_time", "accuracy_at_time", "run_times", "gain_vs_cost",
-           "plot_time_split", "plot_time_to_target", "markdown_table", "save_table"]
+           "time_to_target", "accuracy_vs_time", "accuracy_at_time", "run_times", "gain_vs_cost"]
 
 DEFAULT_LR = 0.01   # used when ``hparams`` gives no lr (the report's middle grid value)
 
@@ -68,12 +71,10 @@ def make_optimizer(rule: str, params, hparams: dict | None = None) -> torch.opti
 
     ``hparams`` are the constructor's keyword arguments; ``lr`` defaults to ``DEFAULT_LR``.
     """
-    from optreport.engine import train as trainer
     return trainer.make_optimizer(rule, params, {"lr": DEFAULT_LR, **(hparams or {})})
 
 
 def _model_and_batch(model: str, batch_size: int, seed: int):
-    from optreport.engine.models import build_model
     net = build_model(model, seed=seed)
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(batch_size, 1, 28, 28, generator=g)
@@ -140,12 +141,11 @@ def step_time_table(rules, model: str = "mlp", batch_size: int = 64, repeats: in
     :func:`step_time_us`."""
     if repeats < 1 or inner < 1:
         raise ValueError(f"Invalid repeats/inner: {repeats}/{inner}")
-    from optreport.engine.train import denormals_flushed
     old_threads = torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(threads)
     try:
-        with denormals_flushed(flush_denormal):
+        with trainer.denormals_flushed(flush_denormal):
             return _interleaved_step_times(rules, model, batch_size, repeats, inner, warmup, seed,
                                            hparams or {})
     finally:
@@ -192,18 +192,13 @@ def _interleaved_step_times(rules, model, batch_size, repeats, inner, warmup, se
 _RUN = ["rule", "lr", "seed"]
 
 
-def _final(df: pd.DataFrame) -> pd.DataFrame:
-    """The last epoch of every run (one row per run key)."""
-    return df.sort_values("epoch").groupby("key", sort=False).tail(1)
-
-
 def best_lr(df: pd.DataFrame, metric: str = "val_acc") -> dict:
     """Per rule, the lr with the best mean final ``metric`` over seeds (validation by default).
 
     Diverged runs count with their recorded (NaN -> worst) value, so an lr that diverges on some
     seeds is penalised rather than silently averaged over its surviving seeds.
     """
-    fin = _final(df).copy()
+    fin = last_epoch(df)
     fin[metric] = fin[metric].fillna(-np.inf)
     means = fin.groupby(["rule", "lr"])[metric].mean().reset_index()
     idx = means.groupby("rule")[metric].idxmax()
@@ -218,7 +213,6 @@ def epoch_costs(df: pd.DataFrame, by=("rule", "lr")) -> pd.DataFrame:
     run are not independent); per group: n_runs, train_s (mean) with train_s_lo/hi (95% t CI
     over runs), step_s and step_share = step_s / train_s.
     """
-    from optreport.analysis.stats import mean_ci
     per_run = df.groupby("key").agg(**{c: (c, "first") for c in by},
                                     train_s=("train_seconds", "mean"),
                                     step_s=("step_seconds", "mean"))
@@ -273,7 +267,6 @@ def time_to_target(df: pd.DataFrame, targets, *, metric: str = "test_acc", by=("
 def accuracy_vs_time(df: pd.DataFrame, metric: str = "test_acc", by=("rule",)) -> pd.DataFrame:
     """Per group and epoch: mean cumulative training seconds and mean ``metric`` with 95% t CI
     over runs (seeds). Columns: group keys, epoch, n, seconds, mean, ci_lo, ci_hi."""
-    from optreport.analysis.stats import mean_ci
     d = _cumulative(df)
     rows = []
     for keys, g in d.groupby([*by, "epoch"], sort=True):
@@ -292,8 +285,7 @@ def clean_epochs(df: pd.DataFrame) -> pd.DataFrame:
 def final_accuracy(df: pd.DataFrame, by=("rule",), metric: str = "test_acc") -> pd.DataFrame:
     """Per group: n runs, mean final ``metric`` with 95% t CI over runs (diverged runs count
     with their last recorded value; NaN ones are reported in ``n_nan``)."""
-    from optreport.analysis.stats import mean_ci
-    fin = _final(df)
+    fin = last_epoch(df)
     rows = []
     for keys, g in fin.groupby(list(by), sort=False):
         keys = keys if isinstance(keys, tuple) else (keys,)
@@ -332,7 +324,6 @@ def gain_vs_cost(df: pd.DataFrame, base: str = "sgd", other: str = "adam",
     """``other`` against ``base`` per value of ``by``, paired over seeds: accuracy gained (test,
     final epoch, percentage points, paired t CI) and time paid (ratio of seconds per epoch and
     of total training time, mean over seeds with t CI; extra seconds in total)."""
-    from optreport.analysis.stats import mean_ci, paired_comparison
     rt = run_times(df, by=("rule", by))
     rows = []
     for v, g in rt.groupby(by, sort=False):
@@ -350,72 +341,3 @@ def gain_vs_cost(df: pd.DataFrame, base: str = "sgd", other: str = "adam",
                      "total_time_ratio": r_tot[0], "total_ratio_lo": r_tot[1], "total_ratio_hi": r_tot[2],
                      "extra_seconds": float((a["total_s"] - b["total_s"]).mean())})
     return pd.DataFrame(rows)
-
-
-# ----------------------------------------------------------------------------- figures
-def plot_time_split(ax, table: pd.DataFrame, total: str, step: str, *, err=None,
-                    unit: str = "µs") -> None:
-    """Horizontal bars per rule: ``total`` split into the optimizer step (dark, ``step``) and
-    the rest (light); ``err`` = (lo column, hi column) for a CI on the total."""
-    from optreport.report.figures import rule_color, rule_label
-    y = np.arange(len(table))[::-1]
-    colors = [rule_color(r) for r in table["rule"]]
-    rest = table[total] - table[step]
-    ax.barh(y, table[step], color=colors, label="optimizer step")
-    ax.barh(y, rest, left=table[step], color=colors, alpha=0.35, label="rest of training step")
-    if err is not None:
-        lo, hi = table[err[0]], table[err[1]]
-        ax.errorbar(table[total], y, xerr=[table[total] - lo, hi - table[total]], fmt="none",
-                    ecolor="black", capsize=3, lw=1)
-    ax.set_yticks(y, [rule_label(r) for r in table["rule"]])
-    ax.set_xlabel(unit)
-    ax.legend(loc="lower right")
-
-
-def plot_time_to_target(ax, tt: pd.DataFrame, target: float) -> None:
-    """Median seconds to reach ``target`` per rule with bootstrap CI; rules with an infinite
-    median (most runs never reach it) are marked with an x at the right edge and annotated
-    with how many runs reached it."""
-    from optreport.report.figures import rule_color, rule_label
-    t = tt[tt["target"] == target].reset_index(drop=True)
-    y = np.arange(len(t))[::-1]
-    finite = np.isfinite(t["median_s"])
-    edge = float(np.nanmax(np.where(np.isfinite(t["ci_hi_s"]), t["ci_hi_s"],
-                                    np.where(finite, t["median_s"], np.nan)))) if finite.any() else 1.0
-    edge = edge * 1.15 if np.isfinite(edge) else 1.0
-    for yi, row in zip(y, t.itertuples()):
-        c = rule_color(row.rule)
-        if np.isfinite(row.median_s):
-            hi = row.ci_hi_s if np.isfinite(row.ci_hi_s) else edge
-            ax.plot([row.ci_lo_s, hi], [yi, yi], color=c, lw=2)
-            ax.plot(row.median_s, yi, "o", color=c)
-        else:
-            ax.plot(edge, yi, "x", color=c, ms=8)
-        ax.annotate(f"{row.n_reached}/{row.n_runs}", (edge, yi), xytext=(6, 0),
-                    textcoords="offset points", va="center", fontsize=8)
-    ax.set_yticks(y, [rule_label(r) for r in t["rule"]])
-    ax.set_xlabel("training seconds to reach target (median, 95% bootstrap CI)")
-    ax.set_title(f"test accuracy ≥ {target:.0%}")
-
-
-# ----------------------------------------------------------------------------- tables
-def markdown_table(df: pd.DataFrame, floatfmt: str = ".4g") -> str:
-    """A GitHub-flavoured Markdown table of ``df`` (no dependency on ``tabulate``)."""
-    def cell(v):
-        if isinstance(v, (float, np.floating)):
-            return "" if np.isnan(v) else format(float(v), floatfmt)
-        return str(v).replace("|", "\\|").replace("\n", " ")
-    cols = [str(c) for c in df.columns]
-    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |"
-              for row in df.itertuples(index=False, name=None)]
-    return "\n".join(lines) + "\n"
-
-
-def save_table(df: pd.DataFrame, results_dir: str | Path, name: str) -> Path:
-    """Write ``df`` as ``results_dir/name.csv`` and a Markdown copy ``name.md``; return the CSV."""
-    out = Path(results_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    df.to_csv(out / f"{name}.csv", index=False)
-    (out / f"{name}.md").write_text(markdown_table(df))
-    return out / f"{name}.csv"

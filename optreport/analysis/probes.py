@@ -26,6 +26,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from optreport.engine.train import train
+
 __all__ = ["PROBES", "probe_run"]
 
 
@@ -65,7 +67,6 @@ def probe_run(rule: str, hparams: dict, probe: str, *, epochs: int = 1, seed: in
             z = np.load(path, allow_pickle=False)
             return {"steps": z["steps"], "values": z["values"],
                     "final": json.loads(str(z["final"])), "diverged": bool(z["diverged"])}
-    from optreport.engine.train import train
     steps, values = [], []
 
     def callback(step, net, optimizer, loss):

@@ -9,6 +9,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats as _st
 
+from optimizers import OPTIMIZERS
+from optreport.runs.results import last_epoch
+
 
 def mean_ci(values, level: float = 0.95) -> tuple[float, float, float]:
     """Mean and Student-t confidence interval ``(mean, lo, hi)``; NaNs are dropped.
@@ -93,14 +96,14 @@ def kendall_tau(x, y) -> tuple[float, float]:
 
 
 # ----------------------------------------------------------------------------- sweep tables
-# Helpers for the per-epoch frames of sweep.load_results / run_grid (one row per run x epoch,
-# columns key, rule, lr, seed, epoch, train_loss ..., diverged). Added for notebooks 02 and 03.
+# Helpers for the per-epoch frames of results.load_results / sweep.run_grid (one row per run x
+# epoch, columns key, rule, lr, seed, epoch, train_loss ..., diverged). Added for notebooks 02 and 03.
 
 def final_rows(df: pd.DataFrame) -> pd.DataFrame:
-    """The last recorded epoch of every run (``key``). A diverged run's last row has NaN metrics
-    (or the values of the epoch it diverged in); ``diverged`` tells."""
-    last = df.sort_values(["key", "epoch"]).groupby("key", sort=False).tail(1)
-    return last.rename(columns={"epoch": "final_epoch"}).reset_index(drop=True)
+    """The last recorded epoch of every run (``key``; :func:`optreport.runs.results.last_epoch`)
+    with ``epoch`` renamed ``final_epoch``. A diverged run's last row has NaN metrics (or the
+    values of the epoch it diverged in); ``diverged`` tells."""
+    return last_epoch(df).rename(columns={"epoch": "final_epoch"})
 
 
 def best_epoch_rows(df: pd.DataFrame, metric: str = "val_acc") -> pd.DataFrame:
@@ -148,7 +151,6 @@ def catalogue_order(df: pd.DataFrame, by=("rule", "lr")) -> pd.DataFrame:
     by = [c for c in by if c in df.columns]
     if df.empty or not by:
         return df.reset_index(drop=True)
-    from optimizers import OPTIMIZERS
     rank = {r: i for i, r in enumerate(OPTIMIZERS)}
 
     def key(col):

@@ -44,10 +44,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
+import pandas as pd
 import torch
+from scipy.optimize import fsolve, minimize
+
+from optimizers import OPTIMIZERS
 
 __all__ = ["Surface", "SURFACES", "DIVERGENCE_BOUND", "trajectory", "diverged",
            "divergence_step", "final_value", "best_lr", "seed003_f", "seed003_grad",
@@ -134,7 +138,6 @@ def saddle(p):
 def numerical_minimum(f, starts, *, box: float = 50.0) -> tuple[np.ndarray, float]:
     """Lowest point found by BFGS (scipy, autograd gradients) from each start; points outside
     ``|x|, |y| <= box`` are discarded."""
-    from scipy.optimize import minimize
 
     def fun(xy):
         p = torch.tensor(xy, dtype=torch.float64, requires_grad=True)
@@ -164,7 +167,6 @@ def seed003_minimum(*, box: float = 20.0, n: int = 801) -> tuple[np.ndarray, flo
 
 def seed003_wrong_grad_zero() -> np.ndarray:
     """The point where the blog's wrong gradient field vanishes (where its Adam heads)."""
-    from scipy.optimize import fsolve
     sol = fsolve(lambda p: seed003_wrong_grad(*p), x0=[0.0, -3.0], xtol=1e-13)
     return np.asarray(sol)
 
@@ -201,7 +203,7 @@ def trajectory(rule: str, hparams: dict | None, surface, start=None, steps: int 
     """
     s = _surface(surface)
     if optimizers is None:
-        from optimizers import OPTIMIZERS as optimizers
+        optimizers = OPTIMIZERS
     cls = optimizers[rule] if isinstance(rule, str) else rule
     start = s.start if start is None else start
     p = torch.nn.Parameter(torch.tensor(start, dtype=torch.float64))
@@ -256,7 +258,6 @@ def sweep_trajectories(rules, lrs, surface, steps: int = 200, *, start=None):
     and ``table`` one row per run: surface, rule, lr, final_f, gap (final f − f_min; inf when
     diverged), diverged, diverged_step, dist_to_min (distance of the last point to the
     minimiser)."""
-    import pandas as pd
     s = _surface(surface)
     trajs, rows = {}, []
     for rule in rules:

@@ -41,17 +41,20 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 import zlib
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+from scipy.stats import kendalltau, qmc, rankdata
+
+from optreport.runs.results import last_epoch
 
 __all__ = ["Dim", "SEARCH_SPACES", "PROTOCOLS", "FIXED_LRS", "EPS_COUPLED", "EPS_REF",
            "sample_trials", "trial_seeds", "plan_trials", "select_best", "trial_table",
            "bootstrap_ranking", "ranking_table", "kendall_between", "imitation_hparams",
-           "searched_lr", "hparams_text", "INCLUSIONS", "search_space_table", "inclusion_pairs",
-           "plot_protocol_scores"]
+           "searched_lr", "hparams_text", "INCLUSIONS", "search_space_table", "inclusion_pairs"]
 
 PROTOCOLS = {"a": "fixed grid: lr ∈ {0.01, 0.1, 0.2}, defaults otherwise",
              "b": "lr tuned on a log scale",
@@ -166,8 +169,6 @@ def searched_lr(rule: str, hparams: dict) -> float:
 
 
 def _sobol(d: int, n: int, seed: int) -> np.ndarray:
-    import warnings
-    from scipy.stats import qmc
     sampler = qmc.Sobol(d, scramble=True, seed=seed)
     with warnings.catch_warnings():      # non-powers of two lose balance, they still work
         warnings.simplefilter("ignore", UserWarning)
@@ -245,7 +246,7 @@ def trial_table(results: pd.DataFrame, plan: pd.DataFrame) -> pd.DataFrame:
     row per (protocol, rule, trial) with key, seed, hparams, val_acc, test_acc, val_loss,
     train_loss, diverged.
     """
-    final = results.sort_values("epoch").groupby("key", sort=False).tail(1)
+    final = last_epoch(results)
     cols = ["key", "val_acc", "val_loss", "test_acc", "test_loss", "train_loss", "diverged"]
     out = plan.merge(final[[c for c in cols if c in final.columns]], on="key", how="left")
     return out
@@ -264,7 +265,6 @@ def bootstrap_ranking(trials: pd.DataFrame, *, n_boot: int = 1000, seed: int = 0
     percentile CI, mean rank, median rank, rank CI and P(rank 1), sorted by median score.
     ``draws``: long frame (draw, group, score, rank).
     """
-    from scipy.stats import rankdata
     rng = np.random.default_rng(seed)
     groups = list(dict.fromkeys(trials[by]))
     scores = np.empty((n_boot, len(groups)))
@@ -318,7 +318,6 @@ def kendall_between(draws: dict[str, pd.DataFrame], summaries: dict[str, pd.Data
     over bootstrap draws (draw b of one protocol against draw b of the other -- independent
     resamples). Columns: protocol_1, protocol_2, tau, p, ci_lo, ci_hi.
     """
-    from scipy.stats import kendalltau
     names = list(summaries)
     a = (1 - level) / 2
     rows = []
@@ -396,7 +395,6 @@ def search_space_table(rules=None) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-
 def inclusion_pairs(draws: dict[str, pd.DataFrame], pairs=INCLUSIONS, by: str = "rule") -> pd.DataFrame:
     """For every protocol and (special, general) pair: median bootstrap score of each and the
     fraction of draws in which the general rule's selected trial scores at least as well."""
@@ -412,19 +410,3 @@ def inclusion_pairs(draws: dict[str, pd.DataFrame], pairs=INCLUSIONS, by: str = 
                          "median_general": float(np.nanmedian(g)),
                          "p_general_ge": float(np.mean(np.nan_to_num(g, nan=-1) >= np.nan_to_num(s, nan=-1)))})
     return pd.DataFrame(rows)
-
-
-def plot_protocol_scores(ax, summaries: dict[str, pd.DataFrame], rules, by: str = "rule") -> None:
-    """Median test score of the selected trial per rule (x) and protocol (marker), with its
-    bootstrap CI; protocols side by side around each rule."""
-    from optreport.report.figures import rule_label
-    markers = ["o", "s", "^", "D"]
-    n = len(summaries)
-    for i, (p, s) in enumerate(summaries.items()):
-        s = s.set_index(by).reindex(list(rules))
-        x = np.arange(len(rules)) + (i - (n - 1) / 2) * 0.25
-        ax.errorbar(x, s["median"], yerr=[s["median"] - s["ci_lo"], s["ci_hi"] - s["median"]],
-                    fmt=markers[i % len(markers)], capsize=3, label=f"{p}: {PROTOCOLS.get(p, p)}")
-    ax.set_xticks(np.arange(len(rules)), [rule_label(r) for r in rules], rotation=35, ha="right")
-    ax.set_ylabel("test accuracy of the selected trial")
-    ax.legend(fontsize=8)

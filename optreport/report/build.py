@@ -29,6 +29,17 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+import nbformat
+import numpy as np
+import pandas as pd
+import papermill as pm
+from nbconvert import HTMLExporter
+from papermill.exceptions import PapermillExecutionError
+
+from optreport.engine import data
+from optreport.report.figures import RULE_ORDER, rule_label
+from optreport.runs.results import load_results
+
 REPO = Path(__file__).resolve().parents[2]
 NOTEBOOK_DIR = REPO / "notebooks"
 QUICK_DIR = REPO / "build" / "quick"
@@ -64,7 +75,6 @@ def notebook_title(nb) -> str:
 
 def check_data() -> None:
     """Find Fashion-MNIST before running anything; exit 2 with the loader's message if not."""
-    from optreport.engine import data
     try:
         data.load_fashion_mnist()
     except (data.DataNotFoundError, data.CorruptDataError) as e:
@@ -82,8 +92,6 @@ def cell_error(nb_path: Path, err) -> str:
 
 
 def export_html(ipynb: Path, html_path: Path) -> None:
-    import nbformat
-    from nbconvert import HTMLExporter
     nb = nbformat.read(ipynb, as_version=4)
     body, _ = HTMLExporter().from_notebook_node(nb)
     html_path.parent.mkdir(parents=True, exist_ok=True)
@@ -152,17 +160,18 @@ def write_index(results_dir: Path, img_dir: Path, timing: dict[str, dict], quick
 README_START, README_END = "<!-- headline:start -->", "<!-- headline:end -->"
 
 
+def training_seconds(runs_dir: Path) -> float:
+    """Training plus evaluation seconds summed over every run stored under ``runs_dir`` (0 when
+    the folder does not exist)."""
+    df = load_results(runs_dir=runs_dir)
+    return float(df["train_seconds"].fillna(0).sum() + df["eval_seconds"].fillna(0).sum())
+
+
 def headline_markdown(results_dir: Path, img_dir: Path) -> str:
     """The README's headline, built only from the files a full run wrote: notebook 02's heat
     map and table (final test accuracy, mean and 95% CI over seeds, per rule and lr), and the
-    run times (notebook wall times; training seconds summed over the runs in the store)."""
-    import json
-    import sqlite3
-
-    import numpy as np
-    import pandas as pd
-
-    from optreport.report.figures import RULE_ORDER, rule_label
+    run times (notebook wall times; training and evaluation seconds summed over the runs stored
+    in ``<results_dir>/runs``)."""
     t = pd.read_csv(results_dir / "02_sweep_table.csv")
     def cell(r):
         if not np.isfinite(r.test_acc):
@@ -183,14 +192,9 @@ def headline_markdown(results_dir: Path, img_dir: Path) -> str:
               for rule, row in zip(wide.index, wide.itertuples(index=False))]
     timing = pd.read_csv(results_dir / "report_timing.csv")
     timing = timing[~timing["quick"].astype(str).str.lower().eq("true")]
-    train_s = 0.0
-    db = results_dir / "runs.sqlite"
-    if db.exists():
-        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as c:
-            train_s = sum(json.loads(r)["seconds"] for (r,) in
-                          c.execute("select result from runs where status = 'done'"))
+    train_s = training_seconds(results_dir / "runs")
     spent = ", ".join(f"{r.notebook} {float(r.seconds) / 60:.1f} min" for r in timing.itertuples())
-    lines += ["", f"Run times on this machine (2 cores): training in the store adds up to "
+    lines += ["", f"Run times on this machine (2 cores): training and evaluation of the stored runs add up to "
               f"{train_s / 3600:.1f} process-hours (two worker processes share the cores)"
               + (f"; the last `make report` spent {spent} (runs already in the store are reused, "
                  f"not retrained)" if spent else "") + "."]
@@ -210,10 +214,6 @@ def update_readme(results_dir: Path, img_dir: Path, readme: Path | None = None) 
 
 
 def run(args) -> int:
-    import nbformat
-    import papermill as pm
-    from papermill.exceptions import PapermillExecutionError
-
     nbs = find_notebooks(args.only)
     if not nbs:
         print(f"report: no notebooks matching {args.only or 'NN_*.ipynb'} in {NOTEBOOK_DIR}",

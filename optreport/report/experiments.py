@@ -1,0 +1,39 @@
+"""The grids the notebooks share, defined once.
+
+Notebook 02 trains every rule at seed 000's three learning rates over several seeds; notebooks
+03 and 04 read the same runs back (same configurations, so nothing is retrained) and 05 tunes
+the same rules. Each notebook's ``parameters`` cell takes its grid from here, so "must equal
+notebook 02's" holds by construction:
+
+    from optreport.report import experiments as ex
+    RULES, LRS, SEEDS, EPOCHS = ex.RULES, ex.LRS, ex.SEEDS, ex.EPOCHS
+    if QUICK:
+        SEEDS, EPOCHS, MAX_STEPS = ex.QUICK_SEEDS, ex.QUICK_EPOCHS, ex.QUICK_MAX_STEPS
+
+A notebook may still override a value in its parameters cell (papermill can inject one); it then
+no longer reuses 02's runs for that part of its grid.
+"""
+from __future__ import annotations
+
+from optimizers import OPTIMIZERS
+
+__all__ = ["RULES", "NOVEL_RULES", "LRS", "SEEDS", "EPOCHS", "BATCH_SIZE", "MAX_STEPS",
+           "QUICK_SEEDS", "QUICK_EPOCHS", "QUICK_MAX_STEPS", "ALPHA", "SEC_PER_EPOCH"]
+
+# ----------------------------------------------------------------------------- notebook 02's grid
+RULES = list(OPTIMIZERS)            # every update rule of the report, in the catalogue's order
+NOVEL_RULES = ["gravity", "cosine"]  # seed 000's two proposals (Momentum is their baseline)
+LRS = [0.01, 0.1, 0.2]              # seed 000's learning rates, used for every rule
+SEEDS = [0, 1, 2]                   # model init and batch order; paired across rules
+EPOCHS = 15                         # passes over the 55,000 training images
+BATCH_SIZE = 64                     # examples per step (the PyTorch quickstart's)
+MAX_STEPS = None                    # cap on optimizer steps per run (None: no cap)
+
+# the same grid in quick mode (tests): every rule and lr kept, so tables keep their shape
+QUICK_SEEDS = [0, 1]
+QUICK_EPOCHS = 1
+QUICK_MAX_STEPS = 30
+
+# ----------------------------------------------------------------------------- shared settings
+ALPHA = 0.05                        # significance level after Holm correction (02, 03)
+SEC_PER_EPOCH = 3.5                 # s per mlp epoch per worker process, incl. evaluation (planning: 04, 05)
