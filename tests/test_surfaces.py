@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from optreport.analysis import surfaces as S
+from optreport.report import figures as plotting
 
 
 def finite_diff(f, xy, h=1e-6):
@@ -134,4 +135,16 @@ def test_plot_trajectories_marks_divergence():
     S.plot_trajectories(ax, "rosenbrock", {"Adam": good, "SGD": bad})
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
     assert "SGD (diverged)" in labels and "Adam" in labels
+    plt.close(fig)
+
+
+def test_notebook_01_figures_draw():
+    fig = plotting.adam_tracks_momentum_figure({1e-8: np.full(10, 0.5), 1.0: np.geomspace(1, 1e-3, 10)})
+    assert len(fig.axes[0].get_lines()) == 3 and fig.axes[0].get_yscale() == "log"
+    plt.close(fig)
+    s = S.SURFACES["seed003"]
+    runs = {"as written": S.seed003_adam(10, 0.05, reset_step_counter=True, eps_sign=-1, wrong_gradient=True),
+            "correct": S.seed003_adam(10, 0.05, reset_step_counter=False, eps_sign=1, wrong_gradient=False)}
+    fig = plotting.seed003_adam_figure(s, runs, S.seed003_wrong_grad_zero(), -4.962, 0.05, 10)
+    assert len(fig.axes) == 2 and fig.axes[1].get_yscale() == "log"
     plt.close(fig)

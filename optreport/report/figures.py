@@ -413,3 +413,41 @@ def surface_trajectories_figure(surface, trajs: dict, best: pd.DataFrame, rules,
     fig.suptitle(f"{surface.title}: ${surface.formula}$, {steps} steps from {surface.start}")
     fig.tight_layout()
     return fig
+
+
+def adam_tracks_momentum_figure(gaps: dict):
+    """Relative gap between Adam's and Momentum(0.9)'s updates against the step, one line per
+    Adam ε (``gaps``: {eps: gap per step}), with the bias-correction term β1^t/(1-β1^t)."""
+    fig, ax = plt.subplots(figsize=(7.5, 4))
+    for eps, gap in gaps.items():
+        ax.plot(np.arange(1, len(gap) + 1), gap, label=f"eps = {eps:g}")
+    t = np.arange(1, max(len(g) for g in gaps.values()) + 1)
+    ax.plot(t, 0.9**t / (1 - 0.9**t), "k--", lw=1, label=r"bias term $\beta_1^t/(1-\beta_1^t)$")
+    ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel("relative gap of the updates")
+    ax.set_title("Adam with lr = 0.1·eps/(1−β1) against Momentum(lr 0.1, 0.9)")
+    ax.legend(fontsize=8)
+    return fig
+
+
+SEED003_COLORS = ["#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#1f77b4"]
+
+
+def seed003_adam_figure(surface, runs: dict, wrong_zero, f_min: float, lr: float, steps: int):
+    """Seed 003's Adam variants (``runs``: {name: trajectory}; the first two drawn bold) on its
+    surface, with the zero of the blog's wrong gradient, and f − f_min against the step."""
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5))
+    styles = {k: ({"lw": 2.6} if i < 2 else {"ls": "--", "lw": 1.3}) for i, k in enumerate(runs)}
+    plot_trajectories(axes[0], surface, runs, colors=dict(zip(runs, SEED003_COLORS)), styles=styles,
+                      title=f"Seed 003: Adam, lr={lr:g}, {steps} steps", marker_every=10)
+    axes[0].plot(*wrong_zero, "P", color="#d62728", ms=9, mec="black", label="zero of the wrong gradient")
+    axes[0].legend(fontsize=7, loc="best")
+    for (k, t), c in zip(runs.items(), SEED003_COLORS):
+        axes[1].plot(np.arange(len(t)), [surface.value(p) - f_min for p in t], color=c, label=k, **styles[k])
+    axes[1].set_yscale("log")
+    axes[1].set_xlabel("step")
+    axes[1].set_ylabel("f − f_min")
+    axes[1].set_title("Distance to the minimum value")
+    axes[1].legend(fontsize=7)
+    return fig
