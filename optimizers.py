@@ -1,35 +1,39 @@
-r"""Update rules of the report, written one formula per line.
+r"""Update rules of the report: one formula per rule, written once.
 
 Every rule is a :class:`torch.optim.Optimizer`.  A small base class,
 :class:`RuleOptimizer`, owns the loop that every rule shares: it walks the
 parameter groups, gathers the parameters that have a gradient, creates their
 state lazily (``init_state``), adds the L2 term ``g <- g + weight_decay * theta``
-to the gradient (as ``torch.optim`` does) and then hands the group to the
-rule.  Each rule writes only its own math, twice:
+to the gradient (as ``torch.optim`` does) and hands the group to the rule's
+``step_group``, which turns the group's hyper-parameters into per-step scalars
+(bias corrections, step counts) and calls the rule's **formula**.
 
-* ``step_param`` -- the *reference path*: per-tensor ops, every line of code
-  under the formula it implements;
-* ``step_foreach`` -- the *fast path*: the same math with multi-tensor
-  ``torch._foreach_*`` ops (one call per operation for a run of tensors, like
-  torch's ``foreach`` implementation; runs are capped at FOREACH_CHUNK_NUMEL
-  elements).  It is selected by ``foreach=True`` (the default);
-  ``foreach=False`` runs the reference path.  The tests prove the two paths
-  equal (bitwise, except where the fast path saves a pass -- Gravity's sum of
-  squares, Adadelta's single square root, Nesterov's update without a
-  temporary -- and agrees to rounding).
+The formula (``<rule>_update`` below, the class attribute ``formula``) is the one
+place a rule's math lives: a plain function of lists of tensors, every line of
+code under the formula line it implements, the hyper-parameters passed as a
+float64 tensor ``h`` (inputs, not constants: a new learning rate or step count
+does not recompile).  The same function runs two ways:
 
-The rules whose step makes several passes over memory (Momentum, Nesterov,
-Adam, AdamW, NAdam, Gravity, Cosine) have a third, *compiled* path, selected
-by ``compiled=True``: the same formula written once more as a plain function of tensors (the
-``_*_kernel`` functions below, hyper-parameters passed as a float64 tensor so
-that a new learning rate or step count does not recompile), handed to
-``torch.compile``, which fuses it into one loop per tensor.  It agrees with the
-reference path to rounding (tests); if compiling fails (no C compiler), it warns
-once and runs the same function eagerly.
+* ``compiled=False`` (the default) -- eagerly, op by op: the *reference*, which the
+  tests check against ``torch.optim`` (float64, 1e-10) and the plain-Python
+  references of ``tests/reference_rules.py``;
+* ``compiled=True`` -- handed to ``torch.compile``, which fuses it into one loop per
+  tensor (what training uses, see ``optreport.engine.train.make_optimizer``).  It
+  agrees with the eager run to rounding (tests).  If compiling fails (no C++
+  compiler) it warns once and runs the same function eagerly.
+
+So the code that a formula card shows (``optreport.analysis.conformance.rule_card``)
+is the code that trains.  ``foreach`` is accepted for compatibility with
+``torch.optim`` and changes nothing (there is one implementation).
+
+Each rule class has an integer ``version`` (:func:`rule_version`).  It enters every
+run's key: bump it when a change alters the numbers the rule produces (on either
+path, in any dtype); ``tests/test_golden.py`` fails until you do.  A refactor that
+keeps the numbers bit-identical keeps the version, and with it every stored run.
 
 The classic rules mirror ``torch.optim`` (hyper-parameter names, defaults,
-state keys, the tensor ``state["step"]``, error messages and the order of
-floating-point operations), so that they agree with it step by step.
+state keys, the tensor ``state["step"]``, error messages), so that they agree with
+it step by step and load its ``state_dict``s.
 
 Which rule contains which (Choi et al. 2019, "On Empirical Comparisons of
 Optimizers for Deep Learning")::
@@ -56,14 +60,16 @@ Slips in the lecture notes (seed 001) that this module does *not* follow:
 * AdaDelta: the notes accumulate the step ``dx`` itself; Zeiler (2012)
   accumulates its *square*, ``u <- rho u + (1 - rho) dx**2``.
 
-Differences from ``torch.optim`` shared by every rule: ``foreach`` defaults to
-True (torch's ``None`` means its for-loop on CPU; results are the same); state is
+Differences from ``torch.optim`` shared by every rule: the order of floating-point
+operations is the formula's, not always torch's (the rules agree with torch to
+rounding, 1e-10 relative in float64, not bitwise); ``foreach`` is ignored; state is
 created on a parameter's first step (torch's Adagrad creates it in the
-constructor).  Not supported: sparse gradients, complex parameters,
-``maximize``, ``capturable``, ``differentiable``, ``fused``, tensor ``lr``.
+constructor).  Not supported: sparse gradients, complex parameters, ``maximize``,
+``capturable``, ``differentiable``, ``fused``, tensor ``lr``.
 """
 
 import math
+import warnings
 
 import torch
 from torch.optim import Optimizer
@@ -82,17 +88,23 @@ __all__ = [
     "Gravity",
     "Cosine",
     "OPTIMIZERS",
+    "rule_version",
+    "sgd_update",
+    "momentum_update",
+    "adagrad_update",
+    "rmsprop_update",
+    "adadelta_update",
+    "adam_update",
+    "nadam_update",
+    "gravity_update",
+    "cosine_update",
 ]
 
-
-#: The fast path applies its ``torch._foreach_*`` ops to runs of parameters of at
-#: most this many elements (a larger tensor is a run of its own).  On CPU a
-#: foreach op is a loop over per-tensor kernels, so its gain is fewer Python
-#: calls, which matters for many small tensors (biases); applied to a whole
-#: group at once it would keep every temporary of every tensor alive together
-#: (more memory touched per step), which made it slower than torch's per-tensor
-#: loop for rules with temporaries (Adadelta).  Chunking changes no result.
-FOREACH_CHUNK_NUMEL = 2**16
+#: torch.compile keeps at most this many versions of a compiled formula per process (one per
+#: dtype, number of tensors, option, shape set); torch's default of 8 runs out in a process that
+#: trains many models and rules (a test session, a notebook kernel, a sweep worker), after which
+#: the step would fall back to eager code with a warning.
+RECOMPILE_LIMIT = 64
 
 
 def _scalar_dtype():
@@ -113,45 +125,41 @@ def _check_lr_and_weight_decay(lr, weight_decay):
 class RuleOptimizer(Optimizer):
     """Base class: the loop shared by every rule.
 
-    Subclasses implement
+    A subclass sets
+      * ``formula`` -- its update, a plain function of tensors (``staticmethod``);
+      * ``version`` -- an integer, bumped when the rule's numbers change;
+    and implements
       * ``init_state(state, group, param)`` -- fill a fresh per-parameter state;
-      * ``step_param(state, group, param, grad)`` -- the reference update of one tensor;
-      * ``step_foreach(group, params, grads, states)`` -- optional fast path
-        (defaults to calling the reference path);
-      * or override ``step_reference(group, params, grads, states)`` when the
-        rule needs the whole group at once (Gravity).
+      * ``step_group(group, params, grads, states)`` -- compute the step's scalars and call
+        the formula through ``self.run(group, formula)``.
 
-    ``grad`` handed to the hooks already contains the L2 term
+    ``grads`` handed to ``step_group`` already contain the L2 term
     ``weight_decay * param`` unless the group says ``decoupled_weight_decay``.
     """
 
-    #: run the fast path chunk by chunk (see FOREACH_CHUNK_NUMEL); False when the
-    #: rule needs the whole group in one call (Gravity's global S).
-    chunk_foreach = True
+    #: the rule's one formula (a staticmethod in every rule)
+    formula = None
+    #: bump when a change alters the numbers the rule produces (tests/test_golden.py)
+    version = None
 
-    def __init__(self, params, defaults, foreach=True, compiled=False):
-        _check(not compiled or type(self).step_compiled is not RuleOptimizer.step_compiled,
-               f"Invalid compiled value: {compiled} ({type(self).__name__} has no compiled path)")
-        defaults = dict(defaults, foreach=bool(foreach), compiled=bool(compiled))
+    def __init__(self, params, defaults, foreach=None, compiled=False):
+        _check(not compiled or type(self).formula is not None,
+               f"Invalid compiled value: {compiled} ({type(self).__name__} has no formula to compile)")
+        defaults = dict(defaults, foreach=foreach, compiled=bool(compiled))
         super().__init__(params, defaults)
 
     # ---- hooks -----------------------------------------------------------
     def init_state(self, state, group, param):
         """Initialise the state of ``param`` (called once, on its first step)."""
 
-    def step_param(self, state, group, param, grad):
+    def step_group(self, group, params, grads, states):
         raise NotImplementedError
 
-    def step_reference(self, group, params, grads, states):
-        for param, grad, state in zip(params, grads, states):
-            self.step_param(state, group, param, grad)
-
-    def step_foreach(self, group, params, grads, states):
-        self.step_reference(group, params, grads, states)
-
-    def step_compiled(self, group, params, grads, states):
-        """Optional compiled path (whole group in one call); rules that have one override it."""
-        raise NotImplementedError
+    @staticmethod
+    def run(group, formula):
+        """``formula`` as ``group`` runs it: through torch.compile (``compiled=True``) or
+        eagerly (the reference)."""
+        return _compiled(formula) if group.get("compiled", False) else formula
 
     # ---- the loop --------------------------------------------------------
     @torch.no_grad()
@@ -177,104 +185,98 @@ class RuleOptimizer(Optimizer):
                 states.append(state)
             if not params:
                 continue
-
-            fast = group["foreach"] or group.get("compiled", False)
             weight_decay = group["weight_decay"]
             if weight_decay != 0 and not group.get("decoupled_weight_decay", False):
                 # g <- g + lambda * theta          (L2 penalty, as torch.optim)
-                if fast:
-                    grads = torch._foreach_add(grads, params, alpha=weight_decay)
-                else:
-                    grads = [g.add(p, alpha=weight_decay) for p, g in zip(params, grads)]
-
-            if group.get("compiled", False):
-                self.step_compiled(group, params, grads, states)
-            elif not fast:
-                self.step_reference(group, params, grads, states)
-            elif not self.chunk_foreach:
-                self.step_foreach(group, params, grads, states)
-            else:
-                for chunk in _chunks([p.numel() for p in params], FOREACH_CHUNK_NUMEL):
-                    self.step_foreach(group, [params[i] for i in chunk], [grads[i] for i in chunk],
-                                      [states[i] for i in chunk])
+                grads = torch._foreach_add(grads, params, alpha=weight_decay)
+            self.step_group(group, params, grads, states)
         return loss
 
 
-def _chunks(sizes, budget):
-    """Split indices 0..len(sizes)-1, in order, into runs of at most ``budget`` elements
-    (a tensor larger than the budget is a run of its own)."""
-    chunks, current, total = [], [], 0
-    for i, n in enumerate(sizes):
-        if current and total + n > budget:
-            chunks.append(current)
-            current, total = [], 0
-        current.append(i)
-        total += n
-    if current:
-        chunks.append(current)
-    return chunks
-
-
+# =========================================================================
+# Running a formula compiled
+# =========================================================================
 _COMPILED = {}
 
 
-def _compiled(kernel):
-    """``torch.compile(kernel)``, made once per kernel; if compiling fails (for example no C
-    compiler), warn once and return ``kernel`` itself, which computes the same thing eagerly."""
-    if kernel not in _COMPILED:
+def _allow_recompiles():
+    """Raise torch.compile's recompile limit to RECOMPILE_LIMIT (never lower it)."""
+    import torch._dynamo
+    config = torch._dynamo.config
+    if getattr(config, "recompile_limit", RECOMPILE_LIMIT) < RECOMPILE_LIMIT:
+        config.recompile_limit = RECOMPILE_LIMIT
+
+
+def _compiled(formula):
+    """``torch.compile(formula)``, made once per formula (static shapes: a kernel depends only
+    on the shapes it runs on, not on what the process compiled before); if compiling fails (for
+    example no C++ compiler), warn once and return ``formula`` itself, which computes the same
+    thing eagerly."""
+    _allow_recompiles()
+    if formula not in _COMPILED:
         try:
-            fn = torch.compile(kernel, fullgraph=True)
+            fn = torch.compile(formula, fullgraph=True, dynamic=False)
         except Exception as error:                 # torch.compile unsupported here
-            fn = _eager_after_warning(kernel, error)
-        _COMPILED[kernel] = _fall_back_on_error(kernel, fn)
-    return _COMPILED[kernel]
+            fn = _eager_after_warning(formula, error)
+        _COMPILED[formula] = _fall_back_on_error(formula, fn)
+    return _COMPILED[formula]
 
 
-def _eager_after_warning(kernel, error):
-    import warnings
-    warnings.warn(f"compiled={True} but torch.compile failed for {kernel.__name__} "
+def _eager_after_warning(formula, error):
+    warnings.warn(f"compiled={True} but torch.compile failed for {formula.__name__} "
                   f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}); "
-                  "running it eagerly (same results, slower)", RuntimeWarning, stacklevel=3)
-    return kernel
+                  "running it eagerly (same results to rounding, slower)", RuntimeWarning, stacklevel=3)
+    return formula
 
 
-def _fall_back_on_error(kernel, fn):
-    """Call ``fn``; if it raises (a compile error: compiling happens before the kernel runs,
-    so nothing was changed), switch to ``kernel`` for good and run that."""
+def _fall_back_on_error(formula, fn):
+    """Call ``fn``; if it raises (a compile error: compiling happens before the formula runs,
+    so nothing was changed), switch to ``formula`` for good and run that."""
     state = {"fn": fn}
 
     def call(*args):
-        if state["fn"] is kernel:
-            return kernel(*args)
+        if state["fn"] is formula:
+            return formula(*args)
         try:
             return state["fn"](*args)
         except Exception as error:
-            state["fn"] = _eager_after_warning(kernel, error)
-            return kernel(*args)
-    call.__wrapped__ = kernel
+            state["fn"] = _eager_after_warning(formula, error)
+            return formula(*args)
+    call.__wrapped__ = formula
     return call
 
 
 def _hyper(rows):
-    """Per-parameter scalars as one float64 tensor (rows x k): inputs, not constants, to the
-    compiled kernels, so new values do not recompile."""
+    """Scalars of a step as one float64 tensor: inputs, not constants, to the compiled
+    formulas, so new values do not recompile."""
     return torch.tensor(rows, dtype=torch.float64)
 
 
-def _increment_steps(states, fast):
+def _increment_steps(states):
     """t <- t + 1 on torch's 0-d ``state['step']`` tensors; return the new t as floats."""
     steps = [s["step"] for s in states]
-    if fast:
-        torch._foreach_add_(steps, 1.0)
-    else:
-        for t in steps:
-            t += 1
+    torch._foreach_add_(steps, 1.0)
     return [t.item() for t in steps]
+
+
+def rule_version(name: str) -> int:
+    """The version of rule ``name`` (a key of OPTIMIZERS): bumped whenever its numbers change."""
+    if name not in OPTIMIZERS:
+        raise ValueError(f"Unknown rule: {name!r} (choose from {', '.join(OPTIMIZERS)})")
+    return OPTIMIZERS[name].version
 
 
 # =========================================================================
 # SGD family
 # =========================================================================
+def sgd_update(params, grads, h):
+    """SGD's step; h = (lr,)."""
+    (lr,) = h.unbind()
+    for p, g in zip(params, grads):
+        # theta <- theta - lr * g
+        p.addcmul_(g, -lr)
+
+
 class SGD(RuleOptimizer):
     r"""Stochastic gradient descent.
 
@@ -284,17 +286,38 @@ class SGD(RuleOptimizer):
     No state.
     """
 
-    def __init__(self, params, lr=1e-3, weight_decay=0, *, foreach=True):
+    version = 1   # bump when a change alters SGD's numbers (see the module docstring)
+    formula = staticmethod(sgd_update)
+
+    def __init__(self, params, lr=1e-3, weight_decay=0, *, foreach=None, compiled=False):
         _check_lr_and_weight_decay(lr, weight_decay)
-        super().__init__(params, dict(lr=lr, weight_decay=weight_decay), foreach)
+        super().__init__(params, dict(lr=lr, weight_decay=weight_decay), foreach, compiled)
 
-    def step_param(self, state, group, param, grad):
-        # theta <- theta - lr * g
-        param.add_(grad, alpha=-group["lr"])
+    def step_group(self, group, params, grads, states):
+        self.run(group, sgd_update)(params, grads, _hyper([group["lr"]]))
 
-    def step_foreach(self, group, params, grads, states):
-        # theta <- theta - lr * g
-        torch._foreach_add_(params, grads, alpha=-group["lr"])
+
+def momentum_update(params, grads, bufs, h, nesterov, first=False):
+    """Momentum's (and Nesterov's) step; h = (lr, mu, 1 - tau).  ``first``: the parameters'
+    first step, which sets the buffer; it runs eagerly even with ``compiled=True`` (once per
+    run, not worth a compile), and Nesterov's first update is taken in two parts, as version 1
+    has always computed it (equal to ``theta - lr * d_1`` to rounding)."""
+    lr, mu, one_minus_tau = h.unbind()
+    for p, g, b in zip(params, grads, bufs):
+        if first:
+            # b_1 = g_1
+            b.copy_(g)
+            if nesterov:
+                # theta <- theta - lr * g_1 - lr * mu * b_1
+                p.addcmul_(g, -lr).addcmul_(b, -lr * mu)
+                continue
+        else:
+            # b_t = mu * b_{t-1} + (1 - tau) * g_t
+            b.mul_(mu).add_(one_minus_tau * g)
+        # d_t = g_t + mu * b_t (Nesterov) or b_t
+        d = g + mu * b if nesterov else b
+        # theta <- theta - lr * d_t
+        p.addcmul_(d, -lr)
 
 
 class Momentum(SGD):
@@ -313,9 +336,11 @@ class Momentum(SGD):
     State: ``momentum_buffer``.
     """
 
+    version = 1   # bump when a change alters Momentum's numbers (see the module docstring)
+    formula = staticmethod(momentum_update)
     nesterov = False
 
-    def __init__(self, params, lr=1e-3, momentum=0.9, dampening=0, weight_decay=0, *, foreach=True,
+    def __init__(self, params, lr=1e-3, momentum=0.9, dampening=0, weight_decay=0, *, foreach=None,
                  compiled=False):
         _check(0.0 <= lr, f"Invalid learning rate: {lr}")
         _check(0.0 <= momentum, f"Invalid momentum value: {momentum}")
@@ -325,66 +350,18 @@ class Momentum(SGD):
         defaults = dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay)
         RuleOptimizer.__init__(self, params, defaults, foreach, compiled)
 
-    def step_param(self, state, group, param, grad):
-        mu, tau = group["momentum"], group["dampening"]
-        buf = state.get("momentum_buffer")
-        if buf is None:
-            # b_1 = g_1
-            buf = state["momentum_buffer"] = grad.detach().clone()
-        else:
-            # b_t = mu * b_{t-1} + (1 - tau) * g_t
-            buf.mul_(mu).add_(grad, alpha=1 - tau)
-        if self.nesterov:
-            # d_t = g_t + mu * b_t
-            direction = grad.add(buf, alpha=mu)
-        else:
-            # d_t = b_t
-            direction = buf
-        # theta <- theta - lr * d_t
-        param.add_(direction, alpha=-group["lr"])
-
-    def step_foreach(self, group, params, grads, states):
-        mu, tau = group["momentum"], group["dampening"]
-        old = [i for i, s in enumerate(states) if s.get("momentum_buffer") is not None]
-        if old:
-            bufs = [states[i]["momentum_buffer"] for i in old]
-            # b_t = mu * b_{t-1} + (1 - tau) * g_t
-            torch._foreach_mul_(bufs, mu)
-            torch._foreach_add_(bufs, [grads[i] for i in old], alpha=1 - tau)
-        for s, g in zip(states, grads):
-            if s.get("momentum_buffer") is None:
-                # b_1 = g_1
-                s["momentum_buffer"] = g.detach().clone()
-        bufs = [s["momentum_buffer"] for s in states]
-        lr = group["lr"]
-        if self.nesterov:
-            # theta <- theta - lr * g_t - lr * mu * b_t   (two in-place passes, no temporary;
-            # equal to the reference's theta - lr * (g_t + mu * b_t) to rounding)
-            torch._foreach_add_(params, grads, alpha=-lr)
-            torch._foreach_add_(params, bufs, alpha=-lr * mu)
-        else:
-            # theta <- theta - lr * b_t
-            torch._foreach_add_(params, bufs, alpha=-lr)
-
-    def step_compiled(self, group, params, grads, states):
-        if any(s.get("momentum_buffer") is None for s in states):
-            return self.step_foreach(group, params, grads, states)     # b_1 = g_1: the first step
+    def step_group(self, group, params, grads, states):
         h = _hyper([group["lr"], group["momentum"], 1 - group["dampening"]])
-        _compiled(_momentum_kernel)(params, grads, [s["momentum_buffer"] for s in states], h,
-                                    self.nesterov)
-
-
-def _momentum_kernel(params, grads, bufs, h, nesterov):
-    """Momentum's (and Nesterov's) step after the first, as one function of tensors (for
-    torch.compile); h = (lr, mu, 1 - tau)."""
-    lr, mu, one_minus_tau = h.unbind()
-    for p, g, b in zip(params, grads, bufs):
-        # b_t = mu * b_{t-1} + (1 - tau) * g_t
-        b.mul_(mu).add_(one_minus_tau * g)
-        # d_t = g_t + mu * b_t (Nesterov) or b_t
-        d = g + mu * b if nesterov else b
-        # theta <- theta - lr * d_t
-        p.sub_(lr * d)
+        fresh = [s.get("momentum_buffer") is None for s in states]
+        for s, p, new in zip(states, params, fresh):
+            if new:
+                s["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        for first in (True, False):
+            idx = [i for i, new in enumerate(fresh) if new == first]
+            if idx:
+                formula = momentum_update if first else self.run(group, momentum_update)
+                formula([params[i] for i in idx], [grads[i] for i in idx],
+                        [states[i]["momentum_buffer"] for i in idx], h, self.nesterov, first)
 
 
 class Nesterov(Momentum):
@@ -402,12 +379,23 @@ class Nesterov(Momentum):
     State: ``momentum_buffer``.
     """
 
+    version = 1   # bump when a change alters Nesterov's numbers (see the module docstring)
     nesterov = True
 
 
 # =========================================================================
 # Adaptive per-coordinate rules
 # =========================================================================
+def adagrad_update(params, grads, sums, h):
+    """AdaGrad's step; h[i] = (lr_t, eps) with lr_t = lr / (1 + (t - 1) * lr_decay)."""
+    for i, (p, g, s) in enumerate(zip(params, grads, sums)):
+        lr_t, eps = h[i].unbind()
+        # s_t = s_{t-1} + g^2
+        s.addcmul_(g, g)
+        # theta <- theta - lr_t * g / (sqrt(s_t) + eps)
+        p.addcmul_(g / (s.sqrt() + eps), -lr_t)
+
+
 class Adagrad(RuleOptimizer):
     r"""AdaGrad.
 
@@ -424,8 +412,11 @@ class Adagrad(RuleOptimizer):
     State: ``step`` (0-d tensor), ``sum``.
     """
 
+    version = 1   # bump when a change alters Adagrad's numbers (see the module docstring)
+    formula = staticmethod(adagrad_update)
+
     def __init__(self, params, lr=1e-2, lr_decay=0, weight_decay=0, initial_accumulator_value=0,
-                 eps=1e-10, *, foreach=True):
+                 eps=1e-10, *, foreach=None, compiled=False):
         _check(0.0 <= lr, f"Invalid learning rate: {lr}")
         _check(0.0 <= lr_decay, f"Invalid lr_decay value: {lr_decay}")
         _check(0.0 <= weight_decay, f"Invalid weight_decay value: {weight_decay}")
@@ -434,7 +425,7 @@ class Adagrad(RuleOptimizer):
         _check(0.0 <= eps, f"Invalid epsilon value: {eps}")
         defaults = dict(lr=lr, lr_decay=lr_decay, eps=eps, weight_decay=weight_decay,
                         initial_accumulator_value=initial_accumulator_value)
-        super().__init__(params, defaults, foreach)
+        super().__init__(params, defaults, foreach, compiled)
 
     def init_state(self, state, group, param):
         state["step"] = torch.tensor(0.0, dtype=_scalar_dtype())
@@ -442,25 +433,36 @@ class Adagrad(RuleOptimizer):
         state["sum"] = torch.full_like(param, group["initial_accumulator_value"],
                                        memory_format=torch.preserve_format)
 
-    def step_param(self, state, group, param, grad):
-        (t,) = _increment_steps([state], fast=False)
-        # eta_t = eta / (1 + (t - 1) * lr_decay)
-        clr = group["lr"] / (1 + (t - 1) * group["lr_decay"])
-        # s_t = s_{t-1} + g^2
-        state["sum"].addcmul_(grad, grad, value=1)
-        # theta <- theta - eta_t * g / (sqrt(s_t) + eps)
-        std = state["sum"].sqrt().add_(group["eps"])
-        param.addcdiv_(grad, std, value=-clr)
+    def step_group(self, group, params, grads, states):
+        lr, lr_decay, eps = group["lr"], group["lr_decay"], group["eps"]
+        ts = _increment_steps(states)
+        # lr_t = lr / (1 + (t - 1) * lr_decay)
+        h = _hyper([[lr / (1 + (t - 1) * lr_decay), eps] for t in ts])
+        self.run(group, adagrad_update)(params, grads, [s["sum"] for s in states], h)
 
-    def step_foreach(self, group, params, grads, states):
-        ts = _increment_steps(states, fast=True)
-        lr, lr_decay = group["lr"], group["lr_decay"]
-        neg_clrs = [-(lr / (1 + (t - 1) * lr_decay)) for t in ts]
-        sums = [s["sum"] for s in states]
-        torch._foreach_addcmul_(sums, grads, grads, value=1)
-        std = torch._foreach_sqrt(sums)
-        torch._foreach_add_(std, group["eps"])
-        torch._foreach_addcdiv_(params, grads, std, neg_clrs)
+
+def rmsprop_update(params, grads, square_avgs, grad_avgs, bufs, h):
+    """RMSprop's step; h = (lr, alpha, eps, mu); ``grad_avgs`` None unless centered, ``bufs``
+    None unless momentum > 0."""
+    lr, alpha, eps, mu = h.unbind()
+    for i, (p, g, v) in enumerate(zip(params, grads, square_avgs)):
+        # v_t = alpha * v_{t-1} + (1 - alpha) * g^2
+        v.mul_(alpha).addcmul_(g * g, 1 - alpha)
+        if grad_avgs is not None:
+            # gbar_t = alpha * gbar_{t-1} + (1 - alpha) * g
+            gbar = grad_avgs[i].lerp_(g, 1 - alpha)
+            # avg = sqrt(v_t - gbar_t^2) + eps
+            avg = (v - gbar * gbar).sqrt() + eps
+        else:
+            # avg = sqrt(v_t) + eps
+            avg = v.sqrt() + eps
+        if bufs is not None:
+            # b_t = mu * b_{t-1} + g / avg ;  theta <- theta - lr * b_t
+            b = bufs[i].mul_(mu).add_(g / avg)
+            p.addcmul_(b, -lr)
+        else:
+            # theta <- theta - lr * g / avg
+            p.addcmul_(g / avg, -lr)
 
 
 class RMSprop(RuleOptimizer):
@@ -484,8 +486,11 @@ class RMSprop(RuleOptimizer):
     ``grad_avg`` (centered).
     """
 
+    version = 1   # bump when a change alters RMSprop's numbers (see the module docstring)
+    formula = staticmethod(rmsprop_update)
+
     def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0, momentum=0,
-                 centered=False, *, foreach=True):
+                 centered=False, *, foreach=None, compiled=False):
         _check(0.0 <= lr, f"Invalid learning rate: {lr}")
         _check(0.0 <= eps, f"Invalid epsilon value: {eps}")
         _check(0.0 <= momentum, f"Invalid momentum value: {momentum}")
@@ -493,7 +498,7 @@ class RMSprop(RuleOptimizer):
         _check(0.0 <= alpha, f"Invalid alpha value: {alpha}")
         defaults = dict(lr=lr, momentum=momentum, alpha=alpha, eps=eps, centered=centered,
                         weight_decay=weight_decay)
-        super().__init__(params, defaults, foreach)
+        super().__init__(params, defaults, foreach, compiled)
 
     def init_state(self, state, group, param):
         state["step"] = torch.tensor(0.0, dtype=_scalar_dtype())
@@ -503,48 +508,27 @@ class RMSprop(RuleOptimizer):
         if group["centered"]:
             state["grad_avg"] = torch.zeros_like(param, memory_format=torch.preserve_format)
 
-    def step_param(self, state, group, param, grad):
-        alpha, mu = group["alpha"], group["momentum"]
-        _increment_steps([state], fast=False)
-        # v_t = alpha * v_{t-1} + (1 - alpha) * g^2
-        v = state["square_avg"].mul_(alpha).addcmul_(grad, grad, value=1 - alpha)
-        if group["centered"]:
-            # gbar_t = alpha * gbar_{t-1} + (1 - alpha) * g
-            gbar = state["grad_avg"].lerp_(grad, 1 - alpha)
-            # sqrt(v_t - gbar_t^2) + eps
-            avg = v.addcmul(gbar, gbar, value=-1).sqrt_().add_(group["eps"])
-        else:
-            # sqrt(v_t) + eps
-            avg = v.sqrt().add_(group["eps"])
-        if mu > 0:
-            # b_t = mu * b_{t-1} + g / avg ;  theta <- theta - lr * b_t
-            buf = state["momentum_buffer"].mul_(mu).addcdiv_(grad, avg)
-            param.add_(buf, alpha=-group["lr"])
-        else:
-            # theta <- theta - lr * g / avg
-            param.addcdiv_(grad, avg, value=-group["lr"])
+    def step_group(self, group, params, grads, states):
+        _increment_steps(states)
+        h = _hyper([group["lr"], group["alpha"], group["eps"], group["momentum"]])
+        grad_avgs = [s["grad_avg"] for s in states] if group["centered"] else None
+        bufs = [s["momentum_buffer"] for s in states] if group["momentum"] > 0 else None
+        self.run(group, rmsprop_update)(params, grads, [s["square_avg"] for s in states],
+                                        grad_avgs, bufs, h)
 
-    def step_foreach(self, group, params, grads, states):
-        alpha, mu = group["alpha"], group["momentum"]
-        _increment_steps(states, fast=True)
-        vs = [s["square_avg"] for s in states]
-        torch._foreach_mul_(vs, alpha)
-        torch._foreach_addcmul_(vs, grads, grads, value=1 - alpha)
-        if group["centered"]:
-            gbars = [s["grad_avg"] for s in states]
-            torch._foreach_lerp_(gbars, grads, 1 - alpha)
-            avg = torch._foreach_addcmul(vs, gbars, gbars, value=-1)
-            torch._foreach_sqrt_(avg)
-        else:
-            avg = torch._foreach_sqrt(vs)
-        torch._foreach_add_(avg, group["eps"])
-        if mu > 0:
-            bufs = [s["momentum_buffer"] for s in states]
-            torch._foreach_mul_(bufs, mu)
-            torch._foreach_addcdiv_(bufs, grads, avg)
-            torch._foreach_add_(params, bufs, alpha=-group["lr"])
-        else:
-            torch._foreach_addcdiv_(params, grads, avg, value=-group["lr"])
+
+def adadelta_update(params, grads, square_avgs, acc_deltas, h):
+    """AdaDelta's step; h = (lr, rho, eps)."""
+    lr, rho, eps = h.unbind()
+    for p, g, v, u in zip(params, grads, square_avgs, acc_deltas):
+        # v_t = rho * v_{t-1} + (1 - rho) * g^2
+        v.mul_(rho).addcmul_(g * g, 1 - rho)
+        # Delta_t = sqrt(u_{t-1} + eps) / sqrt(v_t + eps) * g
+        delta = (u + eps).sqrt() / (v + eps).sqrt() * g
+        # u_t = rho * u_{t-1} + (1 - rho) * Delta_t^2
+        u.mul_(rho).addcmul_(delta * delta, 1 - rho)
+        # theta <- theta - lr * Delta_t
+        p.addcmul_(delta, -lr)
 
 
 class Adadelta(RuleOptimizer):
@@ -563,52 +547,51 @@ class Adadelta(RuleOptimizer):
     State: ``step``, ``square_avg`` (v), ``acc_delta`` (u).
     """
 
-    def __init__(self, params, lr=1.0, rho=0.9, eps=1e-6, weight_decay=0, *, foreach=True):
+    version = 1   # bump when a change alters Adadelta's numbers (see the module docstring)
+    formula = staticmethod(adadelta_update)
+
+    def __init__(self, params, lr=1.0, rho=0.9, eps=1e-6, weight_decay=0, *, foreach=None,
+                 compiled=False):
         _check(0.0 <= lr, f"Invalid learning rate: {lr}")
         _check(0.0 <= rho <= 1.0, f"Invalid rho value: {rho}")
         _check(0.0 <= eps, f"Invalid epsilon value: {eps}")
         _check(0.0 <= weight_decay, f"Invalid weight_decay value: {weight_decay}")
-        super().__init__(params, dict(lr=lr, rho=rho, eps=eps, weight_decay=weight_decay), foreach)
+        super().__init__(params, dict(lr=lr, rho=rho, eps=eps, weight_decay=weight_decay), foreach,
+                         compiled)
 
     def init_state(self, state, group, param):
         state["step"] = torch.tensor(0.0, dtype=_scalar_dtype())
         state["square_avg"] = torch.zeros_like(param, memory_format=torch.preserve_format)
         state["acc_delta"] = torch.zeros_like(param, memory_format=torch.preserve_format)
 
-    def step_param(self, state, group, param, grad):
-        rho, eps = group["rho"], group["eps"]
-        _increment_steps([state], fast=False)
-        # v_t = rho * v_{t-1} + (1 - rho) * g^2
-        v = state["square_avg"].mul_(rho).addcmul_(grad, grad, value=1 - rho)
-        # Delta_t = sqrt(u_{t-1} + eps) / sqrt(v_t + eps) * g
-        std = v.add(eps).sqrt_()
-        delta = state["acc_delta"].add(eps).sqrt_().div_(std).mul_(grad)
-        # u_t = rho * u_{t-1} + (1 - rho) * Delta_t^2
-        state["acc_delta"].mul_(rho).addcmul_(delta, delta, value=1 - rho)
-        # theta <- theta - lr * Delta_t
-        param.add_(delta, alpha=-group["lr"])
-
-    def step_foreach(self, group, params, grads, states):
-        rho, eps = group["rho"], group["eps"]
-        _increment_steps(states, fast=True)
-        vs = [s["square_avg"] for s in states]
-        us = [s["acc_delta"] for s in states]
-        torch._foreach_mul_(vs, rho)
-        torch._foreach_addcmul_(vs, grads, grads, value=1 - rho)
-        # one square root instead of two: sqrt((u + eps) / (v + eps)) * g (equal to rounding)
-        var = torch._foreach_add(vs, eps)
-        deltas = torch._foreach_add(us, eps)
-        torch._foreach_div_(deltas, var)
-        torch._foreach_sqrt_(deltas)
-        torch._foreach_mul_(deltas, grads)
-        torch._foreach_mul_(us, rho)
-        torch._foreach_addcmul_(us, deltas, deltas, value=1 - rho)
-        torch._foreach_add_(params, deltas, alpha=-group["lr"])
+    def step_group(self, group, params, grads, states):
+        _increment_steps(states)
+        h = _hyper([group["lr"], group["rho"], group["eps"]])
+        self.run(group, adadelta_update)(params, grads, [s["square_avg"] for s in states],
+                                         [s["acc_delta"] for s in states], h)
 
 
 # =========================================================================
 # Adam family
 # =========================================================================
+def adam_update(params, grads, ms, vs, vmaxs, h):
+    """Adam's step; h[i] holds lr, beta1, beta2, eps, 1 - beta1^t, sqrt(1 - beta2^t),
+    1 - lr*lambda (AdamW; else 1); ``vmaxs`` None unless amsgrad."""
+    for i, (p, g, m, v) in enumerate(zip(params, grads, ms, vs)):
+        lr, beta1, beta2, eps, bc1, bc2_sqrt, decay = h[i].unbind()
+        # theta <- (1 - lr * lambda) * theta          (AdamW)
+        p.mul_(decay)
+        # m_t = beta1 * m_{t-1} + (1 - beta1) * g
+        m.lerp_(g, 1 - beta1)
+        # v_t = beta2 * v_{t-1} + (1 - beta2) * g^2
+        v.mul_(beta2).add_((1 - beta2) * g * g)
+        if vmaxs is not None:
+            # vmax_t = max(vmax_{t-1}, v_t)
+            v = vmaxs[i].copy_(torch.maximum(vmaxs[i], v))
+        # theta <- theta - lr / (1 - beta1^t) * m_t / (sqrt(v_t) / sqrt(1 - beta2^t) + eps)
+        p.sub_(lr / bc1 * m / (v.sqrt() / bc2_sqrt + eps))
+
+
 class Adam(RuleOptimizer):
     r"""Adam (optionally AMSGrad, optionally decoupled weight decay).
 
@@ -626,8 +609,11 @@ class Adam(RuleOptimizer):
     ``max_exp_avg_sq`` (amsgrad).
     """
 
+    version = 1   # bump when a change alters Adam's numbers (see the module docstring)
+    formula = staticmethod(adam_update)
+
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0,
-                 amsgrad=False, *, decoupled_weight_decay=False, foreach=True, compiled=False):
+                 amsgrad=False, *, decoupled_weight_decay=False, foreach=None, compiled=False):
         _check(0.0 <= lr, f"Invalid learning rate: {lr}")
         _check(0.0 <= eps, f"Invalid epsilon value: {eps}")
         _check(0.0 <= betas[0] < 1.0, f"Invalid beta parameter at index 0: {betas[0]}")
@@ -644,70 +630,14 @@ class Adam(RuleOptimizer):
         if group["amsgrad"]:
             state["max_exp_avg_sq"] = torch.zeros_like(param, memory_format=torch.preserve_format)
 
-    def step_param(self, state, group, param, grad):
+    def step_group(self, group, params, grads, states):
         lr, (beta1, beta2), eps = group["lr"], group["betas"], group["eps"]
-        (t,) = _increment_steps([state], fast=False)
-        if group["decoupled_weight_decay"] and group["weight_decay"] != 0:
-            # theta <- (1 - lr * lambda) * theta          (AdamW)
-            param.mul_(1 - lr * group["weight_decay"])
-        # m_t = beta1 * m_{t-1} + (1 - beta1) * g
-        m = state["exp_avg"].lerp_(grad, 1 - beta1)
-        # v_t = beta2 * v_{t-1} + (1 - beta2) * g^2
-        v = state["exp_avg_sq"].mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-        if group["amsgrad"]:
-            # vmax_t = max(vmax_{t-1}, v_t)
-            v = torch.maximum(state["max_exp_avg_sq"], v, out=state["max_exp_avg_sq"])
-        # denom = sqrt(v_t) / sqrt(1 - beta2^t) + eps
-        denom = (v.sqrt() / (1 - beta2**t) ** 0.5).add_(eps)
-        # theta <- theta - lr / (1 - beta1^t) * m_t / denom
-        param.addcdiv_(m, denom, value=-(lr / (1 - beta1**t)))
-
-    def step_foreach(self, group, params, grads, states):
-        lr, (beta1, beta2), eps = group["lr"], group["betas"], group["eps"]
-        ts = _increment_steps(states, fast=True)
-        if group["decoupled_weight_decay"] and group["weight_decay"] != 0:
-            torch._foreach_mul_(params, 1 - lr * group["weight_decay"])
-        ms = [s["exp_avg"] for s in states]
-        vs = [s["exp_avg_sq"] for s in states]
-        torch._foreach_lerp_(ms, grads, 1 - beta1)
-        torch._foreach_mul_(vs, beta2)
-        torch._foreach_addcmul_(vs, grads, grads, value=1 - beta2)
-        if group["amsgrad"]:
-            vmax = [s["max_exp_avg_sq"] for s in states]
-            torch._foreach_maximum_(vmax, vs)
-            denom = torch._foreach_sqrt(vmax)
-        else:
-            denom = torch._foreach_sqrt(vs)
-        torch._foreach_div_(denom, [(1 - beta2**t) ** 0.5 for t in ts])
-        torch._foreach_add_(denom, eps)
-        torch._foreach_addcdiv_(params, ms, denom, [-(lr / (1 - beta1**t)) for t in ts])
-
-    def step_compiled(self, group, params, grads, states):
-        lr, (beta1, beta2), eps = group["lr"], group["betas"], group["eps"]
-        ts = _increment_steps(states, fast=True)
+        ts = _increment_steps(states)
         decay = 1 - lr * group["weight_decay"] if group["decoupled_weight_decay"] else 1.0
         h = _hyper([[lr, beta1, beta2, eps, 1 - beta1**t, (1 - beta2**t) ** 0.5, decay] for t in ts])
         vmax = [s["max_exp_avg_sq"] for s in states] if group["amsgrad"] else None
-        _compiled(_adam_kernel)(params, grads, [s["exp_avg"] for s in states],
-                                [s["exp_avg_sq"] for s in states], vmax, h)
-
-
-def _adam_kernel(params, grads, ms, vs, vmaxs, h):
-    """Adam's step as one function of tensors (for torch.compile); h[i] holds
-    lr, beta1, beta2, eps, 1 - beta1^t, sqrt(1 - beta2^t), 1 - lr*lambda (AdamW; else 1)."""
-    for i, (p, g, m, v) in enumerate(zip(params, grads, ms, vs)):
-        lr, beta1, beta2, eps, bc1, bc2_sqrt, decay = h[i].unbind()
-        # theta <- (1 - lr * lambda) * theta          (AdamW)
-        p.mul_(decay)
-        # m_t = beta1 * m_{t-1} + (1 - beta1) * g
-        m.lerp_(g, 1 - beta1)
-        # v_t = beta2 * v_{t-1} + (1 - beta2) * g^2
-        v.mul_(beta2).add_((1 - beta2) * g * g)
-        if vmaxs is not None:
-            # vmax_t = max(vmax_{t-1}, v_t)
-            v = vmaxs[i].copy_(torch.maximum(vmaxs[i], v))
-        # theta <- theta - lr / (1 - beta1^t) * m_t / (sqrt(v_t) / sqrt(1 - beta2^t) + eps)
-        p.sub_(lr / bc1 * m / (v.sqrt() / bc2_sqrt + eps))
+        self.run(group, adam_update)(params, grads, [s["exp_avg"] for s in states],
+                                     [s["exp_avg_sq"] for s in states], vmax, h)
 
 
 class AdamW(Adam):
@@ -722,8 +652,10 @@ class AdamW(Adam):
     State: as :class:`Adam`.
     """
 
+    version = 1   # bump when a change alters AdamW's numbers (see the module docstring)
+
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2,
-                 amsgrad=False, *, foreach=True, compiled=False):
+                 amsgrad=False, *, foreach=None, compiled=False):
         super().__init__(params, lr, betas, eps, weight_decay, amsgrad,
                          decoupled_weight_decay=True, foreach=foreach, compiled=compiled)
 
@@ -731,6 +663,23 @@ class AdamW(Adam):
         super().__setstate__(state)
         for group in self.param_groups:
             group["decoupled_weight_decay"] = True
+
+
+def nadam_update(params, grads, ms, vs, h):
+    """NAdam's step; h[i] holds beta1, beta2, eps, 1 - beta2^t, the gradient's and the
+    momentum's step coefficients, 1 - lr*lambda (NAdamW; else 1)."""
+    for i, (p, g, m, v) in enumerate(zip(params, grads, ms, vs)):
+        beta1, beta2, eps, bc2, c_grad, c_momentum, decay = h[i].unbind()
+        # theta <- (1 - lr * lambda) * theta          (NAdamW)
+        p.mul_(decay)
+        # m_t = beta1 * m_{t-1} + (1 - beta1) * g
+        m.lerp_(g, 1 - beta1)
+        # v_t = beta2 * v_{t-1} + (1 - beta2) * g^2
+        v.mul_(beta2).add_((1 - beta2) * g * g)
+        # denom = sqrt(v_t / (1 - beta2^t)) + eps
+        denom = (v / bc2).sqrt() + eps
+        # theta <- theta - lr (1 - mu_t)/(1 - Pi_t) g/denom - lr mu_{t+1}/(1 - Pi_t mu_{t+1}) m_t/denom
+        p.add_(c_grad * g / denom + c_momentum * m / denom)
 
 
 class NAdam(RuleOptimizer):
@@ -755,8 +704,11 @@ class NAdam(RuleOptimizer):
     State: ``step``, ``mu_product``, ``exp_avg``, ``exp_avg_sq``.
     """
 
+    version = 1   # bump when a change alters NAdam's numbers (see the module docstring)
+    formula = staticmethod(nadam_update)
+
     def __init__(self, params, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0,
-                 momentum_decay=4e-3, decoupled_weight_decay=False, *, foreach=True, compiled=False):
+                 momentum_decay=4e-3, decoupled_weight_decay=False, *, foreach=None, compiled=False):
         _check(0.0 <= lr, f"Invalid learning rate: {lr}")
         _check(0.0 <= eps, f"Invalid epsilon value: {eps}")
         _check(0.0 <= betas[0] < 1.0, f"Invalid beta parameter at index 0: {betas[0]}")
@@ -779,55 +731,12 @@ class NAdam(RuleOptimizer):
         # mu_t = beta1 * (1 - 0.5 * 0.96^(t * psi))
         return beta1 * (1.0 - 0.5 * (0.96 ** (t * psi)))
 
-    def step_param(self, state, group, param, grad):
+    def step_group(self, group, params, grads, states):
         lr, (beta1, beta2), eps, psi = group["lr"], group["betas"], group["eps"], group["momentum_decay"]
-        (t,) = _increment_steps([state], fast=False)
-        if group["decoupled_weight_decay"] and group["weight_decay"] != 0:
-            # theta <- (1 - lr * lambda) * theta          (NAdamW)
-            param.mul_(1 - lr * group["weight_decay"])
-        mu, mu_next = self._mu(beta1, t, psi), self._mu(beta1, t + 1, psi)
-        # Pi_t = Pi_{t-1} * mu_t
-        state["mu_product"] *= mu
-        pi = state["mu_product"].item()
-        # m_t = beta1 * m_{t-1} + (1 - beta1) * g
-        m = state["exp_avg"].lerp_(grad, 1 - beta1)
-        # v_t = beta2 * v_{t-1} + (1 - beta2) * g^2
-        v = state["exp_avg_sq"].mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-        # denom = sqrt(v_t / (1 - beta2^t)) + eps
-        denom = v.div(1 - beta2**t).sqrt().add_(eps)
-        # theta <- theta - lr (1 - mu_t) / (1 - Pi_t) * g / denom
-        param.addcdiv_(grad, denom, value=(-lr * (1.0 - mu) / (1.0 - pi)))
-        # theta <- theta - lr mu_{t+1} / (1 - Pi_t mu_{t+1}) * m_t / denom
-        param.addcdiv_(m, denom, value=(-lr * mu_next) / (1.0 - pi * mu_next))
-
-    def step_foreach(self, group, params, grads, states):
-        lr, (beta1, beta2), eps, psi = group["lr"], group["betas"], group["eps"], group["momentum_decay"]
-        ts = _increment_steps(states, fast=True)
-        if group["decoupled_weight_decay"] and group["weight_decay"] != 0:
-            torch._foreach_mul_(params, 1 - lr * group["weight_decay"])
+        ts = _increment_steps(states)
         mus = [self._mu(beta1, t, psi) for t in ts]
         mu_nexts = [self._mu(beta1, t + 1, psi) for t in ts]
-        pis = [s["mu_product"] for s in states]
-        torch._foreach_mul_(pis, mus)
-        pis = [p.item() for p in pis]
-        ms = [s["exp_avg"] for s in states]
-        vs = [s["exp_avg_sq"] for s in states]
-        torch._foreach_lerp_(ms, grads, 1 - beta1)
-        torch._foreach_mul_(vs, beta2)
-        torch._foreach_addcmul_(vs, grads, grads, value=1 - beta2)
-        denom = torch._foreach_div(vs, [1 - beta2**t for t in ts])
-        torch._foreach_sqrt_(denom)
-        torch._foreach_add_(denom, eps)
-        torch._foreach_addcdiv_(params, grads, denom,
-                                [(-lr * (1.0 - mu) / (1.0 - pi)) for mu, pi in zip(mus, pis)])
-        torch._foreach_addcdiv_(params, ms, denom,
-                                [(-lr * mn) / (1.0 - pi * mn) for mn, pi in zip(mu_nexts, pis)])
-
-    def step_compiled(self, group, params, grads, states):
-        lr, (beta1, beta2), eps, psi = group["lr"], group["betas"], group["eps"], group["momentum_decay"]
-        ts = _increment_steps(states, fast=True)
-        mus = [self._mu(beta1, t, psi) for t in ts]
-        mu_nexts = [self._mu(beta1, t + 1, psi) for t in ts]
+        # Pi_t = Pi_{t-1} * mu_t      (a 0-d tensor, rounded as torch's)
         pis = [s["mu_product"] for s in states]
         torch._foreach_mul_(pis, mus)
         pis = [p.item() for p in pis]
@@ -835,30 +744,28 @@ class NAdam(RuleOptimizer):
         h = _hyper([[beta1, beta2, eps, 1 - beta2**t, -lr * (1.0 - mu) / (1.0 - pi),
                      (-lr * mn) / (1.0 - pi * mn), decay]
                     for t, mu, mn, pi in zip(ts, mus, mu_nexts, pis)])
-        _compiled(_nadam_kernel)(params, grads, [s["exp_avg"] for s in states],
-                                 [s["exp_avg_sq"] for s in states], h)
-
-
-def _nadam_kernel(params, grads, ms, vs, h):
-    """NAdam's step as one function of tensors (for torch.compile); h[i] holds beta1, beta2,
-    eps, 1 - beta2^t, the gradient's and the momentum's step coefficients, 1 - lr*lambda."""
-    for i, (p, g, m, v) in enumerate(zip(params, grads, ms, vs)):
-        beta1, beta2, eps, bc2, c_grad, c_momentum, decay = h[i].unbind()
-        # theta <- (1 - lr * lambda) * theta          (NAdamW)
-        p.mul_(decay)
-        # m_t = beta1 * m_{t-1} + (1 - beta1) * g
-        m.lerp_(g, 1 - beta1)
-        # v_t = beta2 * v_{t-1} + (1 - beta2) * g^2
-        v.mul_(beta2).add_((1 - beta2) * g * g)
-        # denom = sqrt(v_t / (1 - beta2^t)) + eps
-        denom = (v / bc2).sqrt() + eps
-        # theta <- theta - lr (1 - mu_t)/(1 - Pi_t) g/denom - lr mu_{t+1}/(1 - Pi_t mu_{t+1}) m_t/denom
-        p.add_(c_grad * g / denom + c_momentum * m / denom)
+        self.run(group, nadam_update)(params, grads, [s["exp_avg"] for s in states],
+                                      [s["exp_avg_sq"] for s in states], h)
 
 
 # =========================================================================
 # The two rules of seed 000
 # =========================================================================
+def gravity_update(params, grads, h):
+    """Gravity's step over a whole group; h = (S_{t-1}, 1/lr^2).  Returns S_t (0-d float64)."""
+    previous, inv_lr_sq = h.unbind()
+    # S_t = S_{t-1} + sum_p ||g_p||^2
+    sum_sq = previous
+    for g in grads:
+        sum_sq = sum_sq + g.double().square().sum()
+    # k_t = sqrt(1/lr^2 + S_t)
+    k = (inv_lr_sq + sum_sq).sqrt()
+    # theta <- theta - g / k_t
+    for p, g in zip(params, grads):
+        p.sub_(g * (1 / k))
+    return sum_sq
+
+
 class Gravity(RuleOptimizer):
     r"""Gravity (seed 000), read as AdaGrad-Norm with :math:`b_0 = 1/\eta`.
 
@@ -913,9 +820,10 @@ class Gravity(RuleOptimizer):
     added (default 0, i.e. the seed's rule).
     """
 
-    chunk_foreach = False  # S sums over the whole group before any parameter moves
+    version = 1   # bump when a change alters Gravity's numbers (see the module docstring)
+    formula = staticmethod(gravity_update)
 
-    def __init__(self, params, lr=0.01, accumulate=True, weight_decay=0, *, foreach=True,
+    def __init__(self, params, lr=0.01, accumulate=True, weight_decay=0, *, foreach=None,
                  compiled=False):
         _check(0.0 < lr < math.inf, f"Invalid learning rate: {lr} (Gravity needs 0 < lr < inf: b0 = 1/lr)")
         _check(0.0 <= weight_decay, f"Invalid weight_decay value: {weight_decay}")
@@ -926,36 +834,11 @@ class Gravity(RuleOptimizer):
         """The state dict that carries the group's S (its first parameter's)."""
         return self.state[group["params"][0]]
 
-    def _previous_sum_sq(self, group):
+    def step_group(self, group, params, grads, states):
         # S_{t-1}     (:= 0 when accumulate=False)
-        return self._holder(group).get("sum_sq", 0.0) if group["accumulate"] else 0.0
-
-    def _descend(self, group, params, grads, sum_sq_now, fast):
-        holder = self._holder(group)
-        # S_t = S_{t-1} + sum_p ||g_p||^2
-        holder["sum_sq"] = self._previous_sum_sq(group) + sum_sq_now
-        # k_t = sqrt(1/lr^2 + S_t)
-        k = math.sqrt(1.0 / group["lr"] ** 2 + holder["sum_sq"])
-        # theta <- theta - g / k_t
-        if fast:
-            torch._foreach_add_(params, grads, alpha=-1.0 / k)
-        else:
-            for p, g in zip(params, grads):
-                p.add_(g, alpha=-1.0 / k)
-
-    def step_reference(self, group, params, grads, states):
-        # sum_p sum_i g_{p,i}^2
-        sum_sq_now = sum(float(torch.sum(g * g)) for g in grads)
-        self._descend(group, params, grads, sum_sq_now, fast=False)
-
-    def step_foreach(self, group, params, grads, states):
-        norms = torch._foreach_norm(grads)
-        sum_sq_now = float(torch.stack([n.double() for n in norms]).square().sum())
-        self._descend(group, params, grads, sum_sq_now, fast=True)
-
-    def step_compiled(self, group, params, grads, states):
-        h = _hyper([self._previous_sum_sq(group), 1.0 / group["lr"] ** 2])
-        self._holder(group)["sum_sq"] = float(_compiled(_gravity_kernel)(params, grads, h))
+        previous = self._holder(group).get("sum_sq", 0.0) if group["accumulate"] else 0.0
+        h = _hyper([previous, 1.0 / group["lr"] ** 2])
+        self._holder(group)["sum_sq"] = float(self.run(group, gravity_update)(params, grads, h))
 
     def effective_lr(self):
         """Per param group, the step size ``1/k`` of the last step (``lr`` before the first)."""
@@ -964,22 +847,6 @@ class Gravity(RuleOptimizer):
             holder = self.state.get(group["params"][0], {})
             out.append(1.0 / math.sqrt(1.0 / group["lr"] ** 2 + holder.get("sum_sq", 0.0)))
         return out
-
-
-def _gravity_kernel(params, grads, h):
-    """Gravity's step as one function of tensors (for torch.compile); h = (S_{t-1}, 1/lr^2).
-    Returns S_t (0-d float64)."""
-    previous, inv_lr_sq = h.unbind()
-    # S_t = S_{t-1} + sum_p ||g_p||^2
-    sum_sq = previous
-    for g in grads:
-        sum_sq = sum_sq + g.double().square().sum()
-    # k_t = sqrt(1/lr^2 + S_t)
-    k = (inv_lr_sq + sum_sq).sqrt()
-    # theta <- theta - g / k_t
-    for p, g in zip(params, grads):
-        p.sub_(g * (1 / k))
-    return sum_sq
 
 
 def _rows(param, per):
@@ -1005,6 +872,21 @@ def _broadcast_shape(m, per):
     if m.ndim == 0:
         return ()
     return (_rows(m, per),) + (1,) * (m.ndim - 1)
+
+
+def cosine_update(params, grads, ms, h, per):
+    """Cosine's step; h = (C/2, lr).  Returns the cosines (one 1-D tensor per parameter)."""
+    half_c, lr = h.unbind()
+    coss = []
+    for p, g, m in zip(params, grads, ms):
+        # c_r = <m_r, g_r> / (|m_r| |g_r|)
+        cos = _row_cosines(m, g, per)
+        # m <- C * (c / 2) * m + lr * g
+        m.mul_((half_c * cos).reshape(_broadcast_shape(m, per))).add_(lr * g)
+        # theta <- theta - m
+        p.sub_(m)
+        coss.append(cos)
+    return coss
 
 
 class Cosine(RuleOptimizer):
@@ -1050,7 +932,10 @@ class Cosine(RuleOptimizer):
     from the last step -- for plotting their distribution).
     """
 
-    def __init__(self, params, lr=0.01, C=1.8, per="row", weight_decay=0, *, foreach=True,
+    version = 1   # bump when a change alters Cosine's numbers (see the module docstring)
+    formula = staticmethod(cosine_update)
+
+    def __init__(self, params, lr=0.01, C=1.8, per="row", weight_decay=0, *, foreach=None,
                  compiled=False):
         _check(0.0 <= lr, f"Invalid learning rate: {lr}")
         _check(isinstance(C, (int, float)) and math.isfinite(C) and C >= 0,
@@ -1065,46 +950,12 @@ class Cosine(RuleOptimizer):
         state["momentum_buffer"] = torch.zeros_like(param, memory_format=torch.preserve_format)
         state["cos"] = torch.zeros(_rows(param, group["per"]), dtype=param.dtype, device=param.device)
 
-    def step_param(self, state, group, param, grad):
-        m, per = state["momentum_buffer"], group["per"]
-        # c_r = <m_r, g_r> / (|m_r| |g_r|)
-        cos = state["cos"] = _row_cosines(m, grad, per)
-        # m <- C * (c / 2) * m + lr * g
-        m.mul_((group["C"] / 2 * cos).reshape(_broadcast_shape(m, per))).add_(grad, alpha=group["lr"])
-        # theta <- theta - m
-        param.sub_(m)
-
-    def step_foreach(self, group, params, grads, states):
-        per, half_c = group["per"], group["C"] / 2
+    def step_group(self, group, params, grads, states):
         ms = [s["momentum_buffer"] for s in states]
-        for s, m, g in zip(states, ms, grads):
-            s["cos"] = _row_cosines(m, g, per)
-            m.mul_((half_c * s["cos"]).reshape(_broadcast_shape(m, per)))
-        torch._foreach_add_(ms, grads, alpha=group["lr"])
-        torch._foreach_sub_(params, ms)
-
-    def step_compiled(self, group, params, grads, states):
-        ms = [s["momentum_buffer"] for s in states]
-        coss = _compiled(_cosine_kernel)(params, grads, ms, _hyper([group["C"] / 2, group["lr"]]),
-                                         group["per"])
+        coss = self.run(group, cosine_update)(params, grads, ms, _hyper([group["C"] / 2, group["lr"]]),
+                                              group["per"])
         for s, cos in zip(states, coss):
             s["cos"] = cos
-
-
-def _cosine_kernel(params, grads, ms, h, per):
-    """Cosine's step as one function of tensors (for torch.compile); h = (C/2, lr).
-    Returns the cosines (one tensor per parameter)."""
-    half_c, lr = h.unbind()
-    coss = []
-    for p, g, m in zip(params, grads, ms):
-        # c_r = <m_r, g_r> / (|m_r| |g_r|)
-        cos = _row_cosines(m, g, per)
-        # m <- C * (c / 2) * m + lr * g
-        m.mul_((half_c * cos).reshape(_broadcast_shape(m, per))).add_(lr * g)
-        # theta <- theta - m
-        p.sub_(m)
-        coss.append(cos)
-    return coss
 
 
 OPTIMIZERS = {

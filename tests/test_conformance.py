@@ -26,3 +26,14 @@ def test_table_has_a_verdict_per_rule():
                            rtol=1e-5)
     assert list(df["rule"]) == ["sgd", "adam"]
     assert set(df["verdict"]) == {"matches"}
+
+
+@pytest.mark.parametrize("rule", list(OPTIMIZERS))
+def test_rule_card_shows_the_code_that_trains(rule):
+    import inspect
+    from optreport.analysis.conformance import rule_card
+    cls = OPTIMIZERS[rule]
+    card = rule_card(rule)
+    assert inspect.getsource(cls.formula) in card        # the one formula, run eager and compiled
+    assert "def step_group" in card and "$$" in card
+    assert "step_param" not in card and "step_foreach" not in card

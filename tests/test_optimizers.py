@@ -4,8 +4,10 @@
   hyper-parameters, several shapes, float64 and float32, two param groups, a
   parameter without gradient, a closure, a state_dict round trip mid-run);
 * Gravity and Cosine: against the plain-Python references in reference_rules.py;
-* reference path (foreach=False) == fast path (foreach=True) for every rule, and == the
-  compiled path (compiled=True) to rounding where a rule has one;
+* one formula per rule: the compiled path (compiled=True, the formula through torch.compile)
+  follows the eager reference (compiled=False) to rounding for every rule; ``foreach`` changes
+  nothing; a new lr or step does not recompile; the fallback to eager without a compiler;
+* versions (rule_version) and the trainer's make_optimizer / has_compiled_step;
 * inclusion relations of Choi et al. (2019) and Gravity = AdaGrad-Norm;
 * invalid hyper-parameters (torch's messages for the classic rules);
 * convergence on Rosenbrock and Beale.
@@ -19,6 +21,8 @@ import warnings
 
 import pytest
 import torch
+import torch._dynamo
+from torch._dynamo.utils import counters
 
 import optimizers as O
 from conftest import needs_torch_compile
@@ -151,10 +155,10 @@ def _assert_params_close(ps, qs, dtype, msg=""):
 # Conformance with torch.optim
 # ---------------------------------------------------------------------------
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
-@pytest.mark.parametrize("foreach", [False, True], ids=["ref", "fast"])
 @pytest.mark.parametrize("draw", range(DRAWS))
 @pytest.mark.parametrize("name", list(CLASSIC))
-def test_matches_torch_step_by_step(name, draw, foreach, dtype):
+def test_matches_torch_step_by_step(name, draw, dtype):
+    foreach = draw == 1          # accepted for torch compatibility; changes nothing
     ours_cls, torch_cls, torch_extra, _ = CLASSIC[name]
     kwargs = _draw(name, draw)
     overrides = _group2_overrides(kwargs)
@@ -324,13 +328,12 @@ def _as_lists(groups_of_tensors):
     return [[t.reshape(-1).tolist() for t in ts] for ts in groups_of_tensors]
 
 
-@pytest.mark.parametrize("foreach", [False, True], ids=["ref", "fast"])
 @pytest.mark.parametrize("accumulate", [True, False])
-def test_gravity_matches_plain_python(accumulate, foreach):
+def test_gravity_matches_plain_python(accumulate):
     groups = _novel_problem(1)
     hyper = [dict(lr=0.05, weight_decay=0.0), dict(lr=0.2, weight_decay=0.01)]
     opt = O.Gravity([dict(params=ps, **h) for ps, h in zip(groups, hyper)],
-                    accumulate=accumulate, foreach=foreach)
+                    accumulate=accumulate)
     ref = GravityReference([dict(params=ps, accumulate=accumulate, **h)
                             for ps, h in zip(_as_lists(groups), hyper)])
     assert opt.effective_lr() == pytest.approx([0.05, 0.2])
@@ -350,12 +353,11 @@ def test_gravity_matches_plain_python(accumulate, foreach):
         assert opt.state[ps[0]]["sum_sq"] == pytest.approx(ref.S[gi], rel=1e-12)
 
 
-@pytest.mark.parametrize("foreach", [False, True], ids=["ref", "fast"])
 @pytest.mark.parametrize("per", ["row", "tensor"])
-def test_cosine_matches_plain_python(per, foreach):
+def test_cosine_matches_plain_python(per):
     groups = _novel_problem(2)
     hyper = [dict(lr=0.05, C=1.8, weight_decay=0.0), dict(lr=0.02, C=1.2, weight_decay=0.01)]
-    opt = O.Cosine([dict(params=ps, **h) for ps, h in zip(groups, hyper)], per=per, foreach=foreach)
+    opt = O.Cosine([dict(params=ps, **h) for ps, h in zip(groups, hyper)], per=per)
     shapes = [SHAPES, SHAPES_GROUP2]
     ref = CosineReference([dict(params=ps, shapes=sh, per=per, **h)
                            for ps, sh, h in zip(_as_lists(groups), shapes, hyper)])
@@ -393,79 +395,136 @@ def test_cosine_first_step_is_sgd_and_rows_are_independent():
 
 
 # ---------------------------------------------------------------------------
-# Reference path == fast path, for every rule
+# One formula per rule: eager (the reference) and compiled run the same function
 # ---------------------------------------------------------------------------
 ALL_RULE_KWARGS = {name: [_draw(name, d) for d in range(2)] for name in CLASSIC}
 ALL_RULE_KWARGS["gravity"] = [dict(lr=0.1, accumulate=True), dict(lr=0.3, accumulate=False, weight_decay=0.01)]
 ALL_RULE_KWARGS["cosine"] = [dict(lr=0.05, per="row"), dict(lr=0.05, C=1.5, per="tensor", weight_decay=0.01)]
 
 
-@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
-@pytest.mark.parametrize("name", list(O.OPTIMIZERS))
-def test_reference_path_equals_fast_path(name, dtype):
-    cls = O.OPTIMIZERS[name]
-    for kwargs in ALL_RULE_KWARGS[name]:
-        a = Problem(dtype, seed=3)
+def test_every_rule_has_one_formula_and_a_version():
+    names = {"sgd": "sgd_update", "momentum": "momentum_update", "nag": "momentum_update",
+             "adagrad": "adagrad_update", "rmsprop": "rmsprop_update",
+             "adadelta": "adadelta_update", "adam": "adam_update", "nadam": "nadam_update",
+             "adamw": "adam_update", "gravity": "gravity_update", "cosine": "cosine_update"}
+    for name, cls in O.OPTIMIZERS.items():
+        assert cls.formula is getattr(O, names[name]), name
+        assert type(cls.__dict__.get("version")) is int and cls.version >= 1, name  # its own
+        assert O.rule_version(name) == cls.version
+        for old in ("step_param", "step_foreach", "step_compiled", "step_reference"):
+            assert not hasattr(cls, old), (name, old)       # no second copy of the math
+    with pytest.raises(ValueError, match="Unknown rule"):
+        O.rule_version("lion")
+
+
+def test_foreach_is_accepted_and_changes_nothing():
+    for name, cls in O.OPTIMIZERS.items():
+        kwargs = ALL_RULE_KWARGS[name][0]
+        a = Problem(torch.float32, seed=3)
         b = a.copy()
         overrides = _group2_overrides(kwargs)
-        ref = cls(a.groups(overrides), foreach=False, **kwargs)
-        fast = cls(b.groups(overrides), foreach=True, **kwargs)
-        for t in range(30):
+        one = cls(a.groups(overrides), foreach=False, **kwargs)
+        other = cls(b.groups(overrides), foreach=True, **kwargs)
+        for t in range(5):
+            noises = a.noises(t)
+            one.step(a.closure(noises))
+            other.step(b.closure(noises))
+        for p, q in zip(a.with_grad, b.with_grad):
+            assert torch.equal(p, q), name
+
+
+COMPILED_RULES = [n for n, c in O.OPTIMIZERS.items() if c.formula is not None]
+
+
+def test_every_rule_has_a_compiled_path():
+    assert COMPILED_RULES == list(O.OPTIMIZERS)
+    from optreport.engine.train import has_compiled_step, make_optimizer
+    for name in O.OPTIMIZERS:
+        assert has_compiled_step(name)
+        p = [torch.zeros(2, requires_grad=True)]
+        assert make_optimizer(name, p, {"lr": 0.1}).param_groups[0]["compiled"] is True
+        assert make_optimizer(name, p, {"lr": 0.1}, compile_step=False).param_groups[0]["compiled"] is False
+        assert make_optimizer(name, p, {"lr": 0.1, "compiled": False}).param_groups[0]["compiled"] is False
+    assert not has_compiled_step("lion")
+
+
+def _eager_vs_compiled(name, dtype, kwargs, steps=30):
+    cls = O.OPTIMIZERS[name]
+    a = Problem(dtype, seed=5)
+    b = a.copy()
+    overrides = _group2_overrides(kwargs)
+    ref = cls(a.groups(overrides), **kwargs)
+    comp = cls(b.groups(overrides), compiled=True, **kwargs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)      # a fallback to eager fails the test
+        for t in range(steps):
             noises = a.noises(t)
             ref.step(a.closure(noises))
-            fast.step(b.closure(noises))
-        if name in ("gravity", "adadelta", "nag"):
-            # gravity: S by sums of squares (reference) vs foreach norms (fast);
-            # adadelta: sqrt(a) / sqrt(b) (reference, as torch) vs sqrt(a / b) (fast);
-            # nag: theta - lr (g + mu b) (reference, as torch) vs theta - lr g - lr mu b (fast)
-            tol = dict(rtol=1e-12, atol=1e-14) if dtype == torch.float64 else dict(rtol=1e-5, atol=1e-6)
-        else:  # the same ops in the same order: bitwise equal
-            tol = dict(rtol=0, atol=0)
-        for p, q in zip(a.with_grad, b.with_grad):
-            torch.testing.assert_close(p, q, **tol)
-            for key, value in ref.state[p].items():
-                if torch.is_tensor(value):
-                    torch.testing.assert_close(value, fast.state[q][key], **tol)
+            comp.step(b.closure(noises))
+    # a fused loop rounds differently from op by op (no fused multiply-add, ...)
+    tol = dict(rtol=1e-10, atol=1e-13) if dtype == torch.float64 else dict(rtol=1e-4, atol=1e-5)
+    assert a.no_grad not in comp.state
+    for p, q in zip(a.with_grad, b.with_grad):
+        torch.testing.assert_close(p, q, **tol)
+        for key, value in ref.state[p].items():
+            if torch.is_tensor(value) and key != "step":
+                torch.testing.assert_close(value, comp.state[q][key], **tol)
+            elif key == "step":
+                assert torch.equal(value, comp.state[q][key])
+            else:                                               # Gravity's S (a float)
+                assert value == pytest.approx(comp.state[q][key], rel=1e-12 if dtype == torch.float64 else 1e-5)
 
 
-COMPILED_RULES = [n for n, c in O.OPTIMIZERS.items()
-                  if c.step_compiled is not O.RuleOptimizer.step_compiled]
-
-
-def test_compiled_rules_are_the_expected_ones():
-    assert COMPILED_RULES == ["momentum", "nag", "adam", "nadam", "adamw", "gravity", "cosine"]
-
-
-@pytest.mark.parametrize("name", COMPILED_RULES)
-def test_reference_path_equals_compiled_path(name):
-    """compiled=True (the rule's _*_kernel through torch.compile) follows the reference path
-    (foreach=False) over 30 steps, two groups, a parameter without gradient, float64."""
+def test_eager_equals_compiled_adam():
+    """The fast representative of the test below (one compile)."""
     needs_torch_compile()
-    cls = O.OPTIMIZERS[name]
+    _eager_vs_compiled("adam", torch.float64, ALL_RULE_KWARGS["adam"][0], steps=10)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize("name", COMPILED_RULES)
+def test_eager_equals_compiled(name, dtype):
+    """compiled=True (the rule's formula through torch.compile) follows the eager reference
+    (compiled=False, the same function) over 30 steps, two groups, a parameter without gradient."""
+    needs_torch_compile()
     for kwargs in ALL_RULE_KWARGS[name]:
-        a = Problem(torch.float64, seed=5)
-        b = a.copy()
-        overrides = _group2_overrides(kwargs)
-        ref = cls(a.groups(overrides), foreach=False, **kwargs)
-        comp = cls(b.groups(overrides), compiled=True, **kwargs)
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", RuntimeWarning)      # a fallback to eager fails the test
-            for t in range(30):
-                noises = a.noises(t)
-                ref.step(a.closure(noises))
-                comp.step(b.closure(noises))
-        # fused loops round differently from op-by-op (e.g. one addcdiv vs sub of a quotient)
-        tol = dict(rtol=1e-10, atol=1e-13)
-        assert a.no_grad not in comp.state
-        for p, q in zip(a.with_grad, b.with_grad):
-            torch.testing.assert_close(p, q, **tol)
-            for key, value in ref.state[p].items():
-                if torch.is_tensor(value) and key != "step":
-                    torch.testing.assert_close(value, comp.state[q][key], **tol)
-                elif key == "step":
-                    assert torch.equal(value, comp.state[q][key])
-                else:                                               # Gravity's S (a float)
-                    assert value == pytest.approx(comp.state[q][key], rel=1e-12)
+        _eager_vs_compiled(name, dtype, kwargs)
+
+
+def _steps_changing_lr(name, steps, start):
+    ps = [torch.randn(3, 4, requires_grad=True), torch.randn(4, requires_grad=True)]
+    opt = O.OPTIMIZERS[name](ps, lr=0.01, compiled=True)
+    for t in range(start, start + steps):
+        opt.param_groups[0]["lr"] = 0.01 * (1 + math.cos(t))   # a schedule: a new lr every step
+        for p in ps:
+            p.grad = torch.randn_like(p)
+        opt.step()
+
+
+@pytest.mark.parametrize("name", ["momentum", "adam"])
+def test_a_new_lr_or_step_does_not_recompile(name):
+    """Hyper-parameters and step counts are tensor inputs of the compiled formula, not constants."""
+    needs_torch_compile()
+    _steps_changing_lr(name, 2, 0)                 # compiles (Momentum: its first step is eager)
+    counters.clear()
+    _steps_changing_lr(name, 6, 2)                 # a new optimizer, new lrs and steps
+    assert counters["stats"]["unique_graphs"] == 0, dict(counters["stats"])
+    assert sum(counters["recompiles"].values()) == 0 if "recompiles" in counters else True
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(O.OPTIMIZERS))
+def test_a_new_lr_or_step_does_not_recompile_any_rule(name):
+    test_a_new_lr_or_step_does_not_recompile(name)
+
+
+def test_compiling_raises_the_recompile_limit(monkeypatch):
+    """Adam(compiled=True), built directly, gets the limit the trainer relies on."""
+    needs_torch_compile()
+    monkeypatch.setattr(torch._dynamo.config, "recompile_limit", 8)
+    _steps_changing_lr("adam", 1, 0)
+    assert torch._dynamo.config.recompile_limit == O.RECOMPILE_LIMIT == 64
 
 
 def test_compiled_path_falls_back_to_eager_with_a_warning(monkeypatch):
@@ -477,26 +536,24 @@ def test_compiled_path_falls_back_to_eager_with_a_warning(monkeypatch):
     monkeypatch.setattr(torch, "compile", broken_compile)
     a = Problem(torch.float64, seed=6)
     b = a.copy()
-    ref = O.Adam(a.groups({"lr": 0.005}), lr=0.01, foreach=False)
+    ref = O.Adam(a.groups({"lr": 0.005}), lr=0.01)
     comp = O.Adam(b.groups({"lr": 0.005}), lr=0.01, compiled=True)
-    with pytest.warns(RuntimeWarning, match="torch.compile failed for _adam_kernel"):
+    with pytest.warns(RuntimeWarning, match="torch.compile failed for adam_update") as record:
         for t in range(5):
             noises = a.noises(t)
             ref.step(a.closure(noises))
             comp.step(b.closure(noises))
+    assert len([w for w in record if issubclass(w.category, RuntimeWarning)]) == 1   # warns once
     for p, q in zip(a.with_grad, b.with_grad):
-        torch.testing.assert_close(p, q, rtol=1e-10, atol=1e-13)
+        assert torch.equal(p, q)          # the same function, run eagerly
 
 
-def test_compiled_needs_a_compiled_path():
-    with pytest.raises(TypeError):
-        O.Adagrad([torch.zeros(2, requires_grad=True)], compiled=True)
-
-    class NoKernel(O.SGD):
+def test_compiled_needs_a_formula():
+    class NoFormula(O.RuleOptimizer):
         def __init__(self, params, lr=0.1):
-            O.RuleOptimizer.__init__(self, params, dict(lr=lr, weight_decay=0), compiled=True)
+            super().__init__(params, dict(lr=lr, weight_decay=0), compiled=True)
     with pytest.raises(ValueError, match="compiled"):
-        NoKernel([torch.zeros(2, requires_grad=True)])
+        NoFormula([torch.zeros(2, requires_grad=True)])
 
 
 @pytest.mark.parametrize("name", ["gravity", "cosine"])
@@ -570,14 +627,13 @@ def test_rmsprop_with_alpha_one_and_unit_eps_is_momentum():
     assert torch.equal(pa, pb)
 
 
-@pytest.mark.parametrize("foreach", [False, True])
-def test_gravity_is_adagrad_norm(foreach):
+def test_gravity_is_adagrad_norm():
     """AdaGrad-Norm (Ward, Wu & Bottou 2019): b_t^2 = b_{t-1}^2 + ||g_t||^2, x -= eta g / b_t."""
     lr = 0.1
     ps = [torch.randn(s, dtype=torch.float64, generator=torch.Generator().manual_seed(i))
           for i, s in enumerate(SHAPES)]
     xs = [p.clone() for p in ps]
-    opt = O.Gravity(ps, lr=lr, foreach=foreach)
+    opt = O.Gravity(ps, lr=lr)
     b_sq, eta = (1 / lr) ** 2, 1.0  # b0 = 1/lr, unit step size
     for t in range(STEPS):
         for p in ps:

@@ -14,7 +14,10 @@ step feeds into the next as it would in training. After every step we record
   the tensor's scale, so near-zero elements do not blow it up).
 
 Our classes are called with ``hparams`` only (so their own defaults are checked against
-torch's); torch's classes with ``TORCH_COUNTERPARTS[rule][1]`` updated by ``hparams``.
+torch's); torch's classes with ``TORCH_COUNTERPARTS[rule][1]`` updated by ``hparams``. Our side
+runs each rule's formula eagerly (``compiled=False``): the very function that training hands to
+``torch.compile`` (see optimizers), so the check and the formula cards (``rule_card``) are
+about the code that trains.
 """
 from __future__ import annotations
 
@@ -137,7 +140,9 @@ def update_gap(rule_a: str, hparams_a: dict, rule_b: str, hparams_b: dict, *, st
 
 
 # --------------------------------------------------------------------------- showing a rule
-_MATH_METHODS = ("step_param", "step_reference", "_descend")
+# The code that trains a rule: its formula (``cls.formula``, the one function of tensors that runs
+# eagerly and through torch.compile) and the method that turns the group's hyper-parameters into
+# the formula's scalars (``step_group``).
 
 
 def rule_formulas(cls) -> list[str]:
@@ -164,16 +169,19 @@ def rule_formulas(cls) -> list[str]:
 
 
 def rule_source(cls) -> str:
-    """Source of the methods that hold the rule's math (where they are defined in its MRO)."""
+    """Source of the code that trains the rule: its formula (``cls.formula``; both paths,
+    ``compiled=False`` and ``compiled=True``, run this function) and ``step_group``, which
+    computes the step's scalars and calls it (where it is defined in the class's MRO)."""
     import inspect
     import textwrap
     parts = []
-    for name in _MATH_METHODS:
-        owner = next((c for c in cls.__mro__ if name in c.__dict__), None)
-        if owner is None or owner.__name__ == "RuleOptimizer":
-            continue
-        src = textwrap.dedent(inspect.getsource(owner.__dict__[name]))
-        parts.append(f"# {owner.__name__}.{name}\n{src}")
+    if getattr(cls, "formula", None) is not None:
+        fn = inspect.unwrap(cls.formula)
+        parts.append(f"# {fn.__module__}.{fn.__name__}\n{textwrap.dedent(inspect.getsource(fn))}")
+    owner = next((c for c in cls.__mro__ if "step_group" in c.__dict__), None)
+    if owner is not None and owner.__name__ != "RuleOptimizer":
+        src = textwrap.dedent(inspect.getsource(owner.__dict__["step_group"]))
+        parts.append(f"# {owner.__name__}.step_group\n{src}")
     return "\n".join(parts)
 
 

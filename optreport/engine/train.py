@@ -104,11 +104,11 @@ def denormals_flushed(on: bool = True):
 
 
 def has_compiled_step(rule) -> bool:
-    """Whether rule ``rule`` has a compiled path (``compiled=True``; see optimizers)."""
+    """Whether rule ``rule`` has a compiled path (``compiled=True``: its formula through
+    torch.compile; every rule of optimizers.OPTIMIZERS has one)."""
     from optimizers import OPTIMIZERS, RuleOptimizer
     cls = OPTIMIZERS.get(rule)
-    return (isinstance(cls, type) and issubclass(cls, RuleOptimizer)
-            and cls.step_compiled is not RuleOptimizer.step_compiled)
+    return isinstance(cls, type) and issubclass(cls, RuleOptimizer) and cls.formula is not None
 
 
 #: torch.compile keeps at most this many versions of a compiled step per process (one per
@@ -116,13 +116,6 @@ def has_compiled_step(rule) -> bool:
 #: trains many models and rules (a test session, a notebook kernel), after which the step
 #: falls back to eager code with a warning.
 RECOMPILE_LIMIT = 64
-
-
-def _allow_recompiles():
-    import torch._dynamo
-    config = torch._dynamo.config
-    if getattr(config, "recompile_limit", RECOMPILE_LIMIT) < RECOMPILE_LIMIT:
-        config.recompile_limit = RECOMPILE_LIMIT
 
 
 def train_subset(n: int, n_train: int | None) -> torch.Tensor | None:
@@ -156,8 +149,6 @@ def make_optimizer(rule: str, params, hparams: dict | None = None, compile_step:
     hparams = dict(hparams or {})
     if compile_step and has_compiled_step(rule):
         hparams.setdefault("compiled", True)
-    if hparams.get("compiled"):
-        _allow_recompiles()
     return OPTIMIZERS[rule](params, **hparams)
 
 

@@ -1,0 +1,305 @@
+"""Golden trajectories: a behaviour change must come with a version bump.
+
+Every stored run is keyed by the versions of its rule (``optimizers.<Rule>.version``), the
+trainer (``optreport.engine.train.TRAINER_VERSION``), the model
+(``optreport.engine.models.MODEL_VERSIONS``) and the data pipeline
+(``optreport.engine.data.DATA_VERSION``).  For each of them, tests/golden/ holds the exact
+numbers of a short fixed run (sha256 digests of tensor bytes, floats as ``float.hex``) and the
+versions they were recorded under:
+
+* a rule: 20 steps on a small fixed problem (float32), default hyper-parameters with a lr and a
+  case with non-default options and a per-step lr schedule, eager (``compiled=False``) and
+  compiled (``compiled=True``, slow);
+* a model: its seeded initial weights and a forward pass on a fixed input;
+* the trainer: the record of a 30-step ``train`` run on a synthetic Fashion-MNIST (every field
+  but the timings), with the eager step and (slow) with the compiled step;
+* the data pipeline: the tensors ``load_fashion_mnist`` returns for a fixture written with a
+  fixed seed, and the indices of its validation split.
+
+Same versions, different numbers: the test fails and asks for a version bump (a refactor that
+keeps the numbers keeps every stored run; a real change invalidates exactly what it changes).
+A version that differs from the recorded one: the test fails and asks to regenerate. Both:
+
+    UPDATE_GOLDEN=1 pytest tests/test_golden.py        # rewrites tests/golden/*.json
+
+The numbers are those of this machine type (CPU, one thread, flush-denormal on, as training);
+CI runs on the same type.  Last, the same configuration trained in two fresh processes gives
+bit-identical records (timings excluded): same key, same machine type, same numbers.
+"""
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import optimizers as O
+from conftest import needs_torch_compile
+
+GOLDEN = Path(__file__).resolve().parent / "golden"
+UPDATE = os.environ.get("UPDATE_GOLDEN") == "1"
+REGENERATE = "UPDATE_GOLDEN=1 pytest tests/test_golden.py"
+STEPS = 20
+SHAPES = [(8, 5), (5,), (4, 3, 2), ()]
+
+# rule -> case -> hyper-parameters; "options" also changes the lr at every step (a schedule)
+RULE_CASES = {
+    "sgd": {"default": dict(lr=0.1), "options": dict(lr=0.1, weight_decay=0.01)},
+    "momentum": {"default": dict(lr=0.1),
+                 "options": dict(lr=0.05, momentum=0.8, dampening=0.1, weight_decay=0.01)},
+    "nag": {"default": dict(lr=0.1), "options": dict(lr=0.05, momentum=0.5, weight_decay=0.01)},
+    "adagrad": {"default": dict(lr=0.01),
+                "options": dict(lr=0.05, lr_decay=0.01, initial_accumulator_value=0.1, eps=1e-6,
+                                weight_decay=0.01)},
+    "rmsprop": {"default": dict(lr=0.01),
+                "options": dict(lr=0.003, alpha=0.9, eps=1e-6, momentum=0.9, centered=True,
+                                weight_decay=0.01)},
+    "adadelta": {"default": dict(lr=1.0), "options": dict(lr=0.5, rho=0.8, eps=1e-5, weight_decay=0.01)},
+    "adam": {"default": dict(lr=1e-3),
+             "options": dict(lr=3e-3, betas=(0.8, 0.99), eps=1e-6, amsgrad=True, weight_decay=0.01)},
+    "nadam": {"default": dict(lr=2e-3),
+              "options": dict(lr=3e-3, betas=(0.8, 0.99), momentum_decay=8e-3,
+                              decoupled_weight_decay=True, weight_decay=0.01)},
+    "adamw": {"default": dict(lr=1e-3), "options": dict(lr=3e-3, amsgrad=True, weight_decay=0.1)},
+    "gravity": {"default": dict(lr=0.1), "options": dict(lr=0.3, accumulate=False, weight_decay=0.01)},
+    "cosine": {"default": dict(lr=0.01), "options": dict(lr=0.02, C=1.5, per="tensor", weight_decay=0.01)},
+}
+TRAIN_RUN = dict(model="small_mlp", rule="adam", hparams={"lr": 3e-3}, epochs=2, batch_size=32,
+                 seed=0, max_steps=30, threads=1, schedule="cosine")
+
+
+# --------------------------------------------------------------------------- the check
+def _digest(tensors) -> str:
+    h = hashlib.sha256()
+    for t in tensors:
+        t = t.detach().contiguous()
+        h.update(str((tuple(t.shape), str(t.dtype))).encode())
+        h.update(t.numpy().tobytes())
+    return h.hexdigest()[:32]
+
+
+def _versions(**extra):
+    return {**extra, "torch": torch.__version__}
+
+
+def check_golden(name: str, subject: str, bump: str, versions: dict, numbers: dict):
+    """Compare ``numbers`` (key -> JSON value) with tests/golden/<name>.json, or record them
+    there (UPDATE_GOLDEN=1; entries of the file that this call does not compute are kept while
+    the versions are unchanged)."""
+    path = GOLDEN / f"{name}.json"
+    recorded = json.loads(path.read_text()) if path.exists() else None
+    if UPDATE:
+        old = recorded["numbers"] if recorded and recorded["versions"] == versions else {}
+        GOLDEN.mkdir(exist_ok=True)
+        path.write_text(json.dumps({"subject": subject, "versions": versions,
+                                    "numbers": {**old, **numbers}}, indent=1, sort_keys=True) + "\n")
+        return
+    if recorded is None:
+        pytest.fail(f"no golden numbers for {subject} ({path.name}): record them with {REGENERATE}")
+    if recorded["versions"] != versions:
+        pytest.fail(f"{subject}: golden numbers were recorded under versions {recorded['versions']}, "
+                    f"these are {versions}: regenerate with {REGENERATE}")
+    missing = sorted(set(numbers) - set(recorded["numbers"]))
+    if missing:
+        pytest.fail(f"{subject}: no golden numbers for {missing}: record them with {REGENERATE}")
+    changed = [k for k in numbers if recorded["numbers"][k] != numbers[k]]
+    if changed:
+        where = []
+        for k in changed[:5]:
+            a, b = recorded["numbers"][k], numbers[k]
+            if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+                first = next(i for i, (x, y) in enumerate(zip(a, b)) if x != y)
+                where.append(f"{k} from item {first}")
+            else:
+                where.append(k)
+        pytest.fail(f"behaviour of {subject} changed ({', '.join(where)}"
+                    f"{' ...' if len(changed) > 5 else ''}): bump {subject}'s version ({bump}) "
+                    f"and regenerate with {REGENERATE}")
+
+
+@pytest.fixture(autouse=True)
+def _like_training():
+    """One thread and flushed denormals, as the trainer runs."""
+    from optreport.engine.train import denormals_flushed
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    with denormals_flushed(True):
+        yield
+    torch.set_num_threads(threads)
+
+
+# --------------------------------------------------------------------------- rules
+def rule_trajectory(name: str, case: str, compiled: bool) -> list[str]:
+    """Digest of the parameters after each of STEPS steps (float32)."""
+    hparams = RULE_CASES[name][case]
+    gen = torch.Generator().manual_seed(0)
+    params = [torch.randn(s, generator=gen) for s in SHAPES]
+    opt = O.OPTIMIZERS[name](params, compiled=compiled, **hparams)
+    out = []
+    for t in range(STEPS):
+        if case == "options":
+            opt.param_groups[0]["lr"] = hparams["lr"] * (1.0 - t / (2 * STEPS))
+        noise = [torch.randn(s, generator=gen) for s in SHAPES]
+        for p, n in zip(params, noise):
+            p.grad = 0.5 * p + 0.3 * torch.sin(3 * p) + n
+        opt.step()
+        out.append(_digest(params))
+    return out
+
+
+def _check_rule(name, compiled):
+    path = "compiled" if compiled else "eager"
+    numbers = {f"{path}/{case}": rule_trajectory(name, case, compiled) for case in RULE_CASES[name]}
+    cls = O.OPTIMIZERS[name]
+    check_golden(f"rule_{name}", f"rule {name}", f"optimizers.{cls.__name__}.version",
+                 _versions(rule=O.rule_version(name)), numbers)
+
+
+def test_every_rule_has_cases():
+    assert set(RULE_CASES) == set(O.OPTIMIZERS)
+
+
+@pytest.mark.parametrize("name", list(O.OPTIMIZERS))
+def test_rule_eager(name):
+    _check_rule(name, compiled=False)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(O.OPTIMIZERS))
+def test_rule_compiled(name):
+    needs_torch_compile()
+    _check_rule(name, compiled=True)
+
+
+# --------------------------------------------------------------------------- models
+@pytest.mark.parametrize("name", ["mlp", "cnn", "small_mlp"])
+def test_model(name):
+    from optreport.engine.models import MODEL_VERSIONS, MODELS, build_model
+    assert set(MODELS) == {"mlp", "cnn", "small_mlp"}
+    net = build_model(name, seed=0)
+    x = torch.randn(4, 1, 28, 28, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        out = net(x)
+    numbers = {"init": _digest(net.state_dict().values()), "forward": _digest([out]),
+               "forward_sum": float(out.double().sum()).hex()}
+    check_golden(f"model_{name}", f"model {name}", f"optreport.engine.models.MODEL_VERSIONS[{name!r}]",
+                 _versions(model=MODEL_VERSIONS[name]), numbers)
+
+
+# --------------------------------------------------------------------------- data pipeline
+@pytest.fixture(scope="module")
+def fixture_dir(tmp_path_factory):
+    from optreport.engine.data import write_fixture
+    return write_fixture(tmp_path_factory.mktemp("fmnist"), n_train=600, n_test=100, seed=0)
+
+
+def _fixture_data(folder):
+    from optreport.engine.data import load_fashion_mnist
+    return load_fashion_mnist(root=folder, val_size=100, download=False)
+
+
+def test_data_pipeline(fixture_dir):
+    from optreport.engine.data import DATA_VERSION, FILES, read_idx
+    d = _fixture_data(fixture_dir)
+    # the indices of the validation images in the training file (each fixture image is unique)
+    raw = read_idx(next(Path(fixture_dir).glob(FILES["train_images"] + "*")))
+    index = {img.tobytes(): i for i, img in enumerate(raw)}
+    assert len(index) == len(raw)
+    val_u8 = np.rint((d.val_x.squeeze(1).double().numpy() * d.std + d.mean) * 255).astype(np.uint8)
+    val_idx = [index[img.tobytes()] for img in val_u8]
+    numbers = {name: _digest([getattr(d, name)]) for name in
+               ("train_x", "train_y", "val_x", "val_y", "test_x", "test_y")}
+    numbers.update(mean=float(d.mean).hex(), std=float(d.std).hex(), val_indices=val_idx)
+    check_golden("data", "the data pipeline", "optreport.engine.data.DATA_VERSION",
+                 _versions(data=DATA_VERSION), numbers)
+
+
+# --------------------------------------------------------------------------- trainer
+def numbers_of(record: dict) -> dict:
+    """A train() record flattened to key -> value, floats as float.hex, without the timings and
+    the data folder (which vary from run to run)."""
+    out = {}
+
+    def walk(prefix, x):
+        if isinstance(x, dict):
+            for k, v in x.items():
+                if not (k.endswith("seconds") or k in ("data_source", "torch")):
+                    walk(f"{prefix}.{k}" if prefix else k, v)
+        elif isinstance(x, list):
+            for i, v in enumerate(x):
+                walk(f"{prefix}[{i}]", v)
+        else:
+            out[prefix] = float(x).hex() if isinstance(x, float) else x
+    walk("", record)
+    return out
+
+
+def _check_trainer(fixture_dir, compile_step):
+    from optreport.engine.data import DATA_VERSION
+    from optreport.engine.models import MODEL_VERSIONS
+    from optreport.engine.train import TRAINER_VERSION, train
+    record = train(data=_fixture_data(fixture_dir), compile_step=compile_step, **TRAIN_RUN)
+    assert record["config"]["compiled_step"] is compile_step
+    path = "compiled" if compile_step else "eager"
+    numbers = {f"{path}/{k}": v for k, v in numbers_of(record).items()}
+    check_golden("trainer", "the trainer", "optreport.engine.train.TRAINER_VERSION",
+                 _versions(trainer=TRAINER_VERSION, rule=O.rule_version(TRAIN_RUN["rule"]),
+                           model=MODEL_VERSIONS[TRAIN_RUN["model"]], data=DATA_VERSION), numbers)
+
+
+def test_trainer_eager_step(fixture_dir):
+    _check_trainer(fixture_dir, compile_step=False)
+
+
+@pytest.mark.slow
+def test_trainer_compiled_step(fixture_dir):
+    needs_torch_compile()
+    _check_trainer(fixture_dir, compile_step=True)
+
+
+_FRESH_PROCESS = """
+import json, sys
+from optreport.engine.data import load_fashion_mnist
+from optreport.engine.train import train
+run = json.loads(sys.argv[2])
+data = load_fashion_mnist(root=sys.argv[1], val_size=100, download=False)
+print(json.dumps(train(data=data, compile_step=True, **run)))
+"""
+
+
+@pytest.mark.slow
+def test_same_configuration_in_two_fresh_processes_gives_identical_records(fixture_dir):
+    needs_torch_compile()
+    records = []
+    for _ in range(2):
+        proc = subprocess.run([sys.executable, "-c", _FRESH_PROCESS, str(fixture_dir),
+                               json.dumps(TRAIN_RUN)], capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        records.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    assert records[0]["config"]["compiled_step"] is True
+    assert numbers_of(records[0]) == numbers_of(records[1])
+
+
+# --------------------------------------------------------------------------- the check itself
+def test_check_golden_asks_for_a_bump_or_a_regeneration(tmp_path, monkeypatch):
+    this = sys.modules[__name__]
+    monkeypatch.setattr(this, "GOLDEN", tmp_path)
+    monkeypatch.setattr(this, "UPDATE", True)
+    check_golden("x", "rule x", "optimizers.X.version", {"rule": 1}, {"eager/a": ["1", "2"]})
+    monkeypatch.setattr(this, "UPDATE", False)
+    check_golden("x", "rule x", "optimizers.X.version", {"rule": 1}, {"eager/a": ["1", "2"]})
+    with pytest.raises(pytest.fail.Exception, match=r"behaviour of rule x changed \(eager/a from item 1\): "
+                       r"bump rule x's version \(optimizers.X.version\) and regenerate with UPDATE_GOLDEN=1"):
+        check_golden("x", "rule x", "optimizers.X.version", {"rule": 1}, {"eager/a": ["1", "3"]})
+    with pytest.raises(pytest.fail.Exception, match="recorded under versions .* regenerate with UPDATE_GOLDEN=1"):
+        check_golden("x", "rule x", "optimizers.X.version", {"rule": 2}, {"eager/a": ["1", "3"]})
+    with pytest.raises(pytest.fail.Exception, match="no golden numbers"):
+        check_golden("y", "rule y", "optimizers.Y.version", {"rule": 1}, {"eager/a": []})
+    # regenerating under a new version drops the numbers of the old one
+    monkeypatch.setattr(this, "UPDATE", True)
+    check_golden("x", "rule x", "optimizers.X.version", {"rule": 2}, {"eager/b": ["4"]})
+    assert json.loads((tmp_path / "x.json").read_text())["numbers"] == {"eager/b": ["4"]}
