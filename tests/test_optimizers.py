@@ -519,12 +519,17 @@ def test_a_new_lr_or_step_does_not_recompile_any_rule(name):
     test_a_new_lr_or_step_does_not_recompile(name)
 
 
-def test_compiling_raises_the_recompile_limit(monkeypatch):
+def test_compiling_raises_the_recompile_limit():
     """Adam(compiled=True), built directly, gets the limit the trainer relies on."""
     needs_torch_compile()
-    monkeypatch.setattr(torch._dynamo.config, "recompile_limit", 8)
-    _steps_changing_lr("adam", 1, 0)
-    assert torch._dynamo.config.recompile_limit == O.RECOMPILE_LIMIT == 64
+    config = torch._dynamo.config
+    before = config.recompile_limit
+    config.recompile_limit = 8          # torch's default (set and restored by hand: dynamo's
+    try:                                # config module does not survive monkeypatch's undo)
+        _steps_changing_lr("adam", 1, 0)
+        assert config.recompile_limit == O.RECOMPILE_LIMIT == 64
+    finally:
+        config.recompile_limit = max(before, O.RECOMPILE_LIMIT)
 
 
 def test_compiled_path_falls_back_to_eager_with_a_warning(monkeypatch):
