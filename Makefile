@@ -19,13 +19,15 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	touch $@
 
 # System packages a fresh Debian may lack, installed when we are root: python3-venv (for the
-# venv) and g++ (torch.compile builds the compiled update steps with it; without it they run
-# eagerly after a warning and their tests are skipped).
+# venv), g++ (torch.compile builds the compiled update steps with it; without it they run
+# eagerly after a warning and their tests are skipped) and postgresql (the engine's tests start a
+# throwaway server from its binaries; without them those tests skip and say why).
 system:
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 		need=""; \
 		python3 -c 'import ensurepip, venv' 2>/dev/null || need="$$need python3-venv"; \
 		command -v g++ >/dev/null || need="$$need g++"; \
+		ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need="$$need postgresql"; \
 		if [ -n "$$need" ]; then echo "Installing$$need ..."; \
 			apt-get update -qq && apt-get install -y -qq $$need; fi; \
 	fi
@@ -44,7 +46,7 @@ report: setup data
 quick: setup data
 	$(PY) -m optreport.report --quick $(ARGS)
 
-test: setup data
+test: setup system data
 	$(PY) -m ruff check .
 	$(PY) -m pytest -q $(ARGS)
 

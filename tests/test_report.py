@@ -34,7 +34,7 @@ RULES = ["sgd", "momentum", "nag", "adagrad", "rmsprop", "adadelta",
          "adam", "nadam", "adamw", "gravity", "cosine"]
 CLASSIC = RULES[:9]
 LRS = [0.01, 0.1, 0.2]
-STANDARD = ["QUICK", "IMG_DIR", "RESULTS_DIR", "STORE", "WORKERS", "FORCE"]
+STANDARD = ["QUICK", "IMG_DIR", "RESULTS_DIR", "STORAGE", "WORKERS", "FORCE"]
 NOTEBOOKS = sorted(p.stem for p in (REPO / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 
 
@@ -62,7 +62,7 @@ def test_paths_quick_never_point_at_committed_folders(tmp_path):
     p = report.paths(True, None)
     assert Path(p["RESULTS_DIR"]) == report.QUICK_DIR / "results"
     assert Path(p["IMG_DIR"]) == report.QUICK_DIR / "img"
-    assert p["STORE"] == f"sqlite:///{report.QUICK_DIR / 'results' / 'runs.sqlite'}"
+    assert p["STORAGE"] == f"sqlite:///{report.QUICK_DIR / 'build' / 'runs.optuna.sqlite3'}"
     full = report.paths(False, None)
     assert Path(full["IMG_DIR"]) == REPO / "img" and Path(full["RESULTS_DIR"]) == REPO / "results"
     out = report.paths(True, str(tmp_path))

@@ -5,7 +5,6 @@ The PostgreSQL tests start a throwaway server (tests/pgserver.py); where none ca
 skip and say why. Each defect of the engine issue has a test here (named in its docstring)."""
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -17,12 +16,14 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
+import pgserver
 import pytest
 from optuna.trial import TrialState
 
-import pgserver
-from optreport.engine import data, train as train_mod
-from optreport.runs import engine, keys as keys_mod, results, sweep
+from optreport.engine import data
+from optreport.engine import train as train_mod
+from optreport.runs import engine, results, sweep
+from optreport.runs import keys as keys_mod
 from optreport.runs.keys import RunConfig, validate
 from optreport.runs.results import load_results, load_step_losses
 from optreport.runs.sweep import grid, run_grid, run_worker

@@ -190,7 +190,7 @@ def _not_found_message(tried) -> str:
 
 def _torchvision_download(cache: Path) -> Path:
     """Download with torchvision into a temp folder, then move it into place atomically."""
-    import torchvision
+    import torchvision  # noqa: PLC0415 -- the last resort only; torchvision is slow to import
     cache.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=cache.parent, prefix=f".{cache.name}."))
     try:

@@ -32,10 +32,14 @@ import time
 
 import torch
 import torch.nn.functional as F
+from tqdm.auto import tqdm
 
+from optimizers import OPTIMIZERS, RuleOptimizer
+from optreport.engine.data import load_fashion_mnist
 from optreport.engine.models import build_model
 
-__all__ = ["TRAINER_VERSION", "SCHEDULES", "train", "train_subset", "scheduled_lr", "evaluate", "json_safe", "make_optimizer", "has_compiled_step", "denormals_flushed"]
+__all__ = ["TRAINER_VERSION", "SCHEDULES", "train", "train_subset", "scheduled_lr", "evaluate", "json_safe",
+           "make_optimizer", "has_compiled_step", "denormals_flushed"]
 
 #: Version of the training loop (batch order, loss, evaluation, schedules, divergence rule). It
 #: enters every run's key: bump it when a change alters a run's numbers (tests/test_golden.py
@@ -106,7 +110,6 @@ def denormals_flushed(on: bool = True):
 def has_compiled_step(rule) -> bool:
     """Whether rule ``rule`` has a compiled path (``compiled=True``: its formula through
     torch.compile; every rule of optimizers.OPTIMIZERS has one)."""
-    from optimizers import OPTIMIZERS, RuleOptimizer
     cls = OPTIMIZERS.get(rule)
     return isinstance(cls, type) and issubclass(cls, RuleOptimizer) and cls.formula is not None
 
@@ -143,7 +146,6 @@ def scheduled_lr(lr0: float, schedule: str, step: int, total: int) -> float:
 def make_optimizer(rule: str, params, hparams: dict | None = None, compile_step: bool = True):
     """``OPTIMIZERS[rule](params, **hparams)`` as training uses it: with the rule's compiled
     step where it has one (``compile_step``; an explicit ``compiled`` in ``hparams`` wins)."""
-    from optimizers import OPTIMIZERS
     if rule not in OPTIMIZERS:
         raise ValueError(f"Unknown rule: {rule!r} (choose from {', '.join(OPTIMIZERS)})")
     hparams = dict(hparams or {})
@@ -212,7 +214,6 @@ def train(model: str = "mlp", rule: str = "sgd", hparams: dict | None = None, *,
     ``diverged_epoch``, ``steps``, ``seconds`` (total wall time including evaluation).
     """
     if data is None:
-        from optreport.engine.data import load_fashion_mnist
         data = load_fashion_mnist()
     hparams = dict(hparams or {})
     if batch_size < 1:
@@ -243,9 +244,7 @@ def train(model: str = "mlp", rule: str = "sgd", hparams: dict | None = None, *,
         gen = torch.Generator().manual_seed(seed)
         bar = None
         if progress:
-            from tqdm.auto import tqdm
-            total = epochs * steps_per_epoch if max_steps is None else min(max_steps, epochs * steps_per_epoch)
-            bar = tqdm(total=total, desc=f"{model}/{rule}", leave=False)
+            bar = tqdm(total=total_steps, desc=f"{model}/{rule}", leave=False)
 
         epochs_out, step_losses = [], []
         diverged, diverged_epoch, step = False, None, 0

@@ -56,11 +56,12 @@ def find_notebooks(only=None) -> list[Path]:
 
 
 def paths(quick: bool, out: str | None) -> dict:
-    """IMG_DIR, RESULTS_DIR and STORE for a run (absolute)."""
+    """IMG_DIR, RESULTS_DIR and STORAGE (the queue of runs to train) for a run (absolute);
+    finished runs live in RESULTS_DIR/runs."""
     base = Path(out).resolve() if out else (QUICK_DIR if quick else REPO)
     img, res = base / "img", base / "results"
     return {"IMG_DIR": str(img), "RESULTS_DIR": str(res),
-            "STORE": f"sqlite:///{res / 'runs.sqlite'}"}
+            "STORAGE": f"sqlite:///{base / 'build' / 'runs.optuna.sqlite3'}"}
 
 
 def notebook_title(nb) -> str:

@@ -17,17 +17,29 @@ from __future__ import annotations
 
 from optimizers import OPTIMIZERS
 
-__all__ = ["RULES", "NOVEL_RULES", "LRS", "SEEDS", "EPOCHS", "BATCH_SIZE", "MAX_STEPS",
+__all__ = ["RULES", "NOVEL_RULES", "NOVEL_SEEDS", "MOMENTUM", "matched_momentum_lr", "LRS", "SEEDS", "EPOCHS", "BATCH_SIZE", "MAX_STEPS",
            "QUICK_SEEDS", "QUICK_EPOCHS", "QUICK_MAX_STEPS", "ALPHA", "SEC_PER_EPOCH"]
 
 # ----------------------------------------------------------------------------- notebook 02's grid
 RULES = list(OPTIMIZERS)            # every update rule of the report, in the catalogue's order
 NOVEL_RULES = ["gravity", "cosine"]  # seed 000's two proposals (Momentum is their baseline)
 LRS = [0.01, 0.1, 0.2]              # seed 000's learning rates, used for every rule
-SEEDS = [0, 1, 2]                   # model init and batch order; paired across rules
+SEEDS = [0, 1, 2, 3, 4]             # model init and batch order; paired across rules
 EPOCHS = 15                         # passes over the 55,000 training images
 BATCH_SIZE = 64                     # examples per step (the PyTorch quickstart's)
 MAX_STEPS = None                    # cap on optimizer steps per run (None: no cap)
+
+# the novel rules and their three baselines (notebook 03) get 10 seeds, as DeepOBS and Crowded
+# Valley rerun every final setting: SGD at the same lr (their special case), Momentum at the same
+# lr (seed 000's baseline) and Momentum at the matched effective step lr * (1 - MOMENTUM)
+NOVEL_SEEDS = list(range(10))
+MOMENTUM = 0.9                      # Momentum's default coefficient (torch's and seed 000's)
+
+
+def matched_momentum_lr(lr: float) -> float:
+    """Momentum's lr whose effective step lr / (1 - MOMENTUM) equals a plain step of ``lr``."""
+    return round(lr * (1 - MOMENTUM), 12)
+
 
 # the same grid in quick mode (tests): every rule and lr kept, so tables keep their shape
 QUICK_SEEDS = [0, 1]

@@ -287,7 +287,7 @@ class Queue:
                 continue
             if won:
                 ident = worker_identity()
-                retrying(lambda t=t: self.storage.set_trial_user_attr(t._trial_id, "worker", ident),
+                retrying(lambda t=t, ident=ident: self.storage.set_trial_user_attr(t._trial_id, "worker", ident),
                          "sign a run")
                 retrying(lambda t=t: self.storage.record_heartbeat(t._trial_id), "first heartbeat")
                 return retrying(lambda t=t: self.storage.get_trial(t._trial_id), "read a trial")
@@ -303,8 +303,9 @@ class Queue:
             if t.number == trial.number:
                 continue
             if t.state == TrialState.COMPLETE:
+                enqueued = trial.user_attrs.get("enqueued", "")
                 if not trial.user_attrs.get("force") or (
-                        t.datetime_complete and t.datetime_complete.isoformat() >= trial.user_attrs.get("enqueued", "")):
+                        t.datetime_complete and t.datetime_complete.isoformat() >= enqueued):
                     return t.number
             elif t.state == TrialState.RUNNING and t.datetime_start and (t.datetime_start, t.number) < mine:
                 return t.number
