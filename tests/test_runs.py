@@ -509,3 +509,49 @@ def test_heartbeat_outlives_storage_errors(tmp_path, capsys):
     assert len(calls) >= 2 and all(c == 7 for c in calls)
     assert "heartbeat of trial 7 failed" in capsys.readouterr().err
     assert not [t for t in threading.enumerate() if t.name == "heartbeat-7"]
+
+
+# ---------------------------------------------------------------------------- the README's recipe
+
+def _readme_recipe():
+    """The README's many-machine worker command, joined from its continuation lines."""
+    text = (REPO / "README.md").read_text()
+    block = text.split("### Spreading a sweep over machines", 1)[1].split("```bash", 1)[1].split("```", 1)[0]
+    lines = block.replace("\\\n", " ").splitlines()
+    (worker,) = [ln.split("#")[0].split() for ln in lines if " worker " in ln]
+    return worker
+
+
+@pytest.mark.slow
+def test_readme_many_machine_recipe_runs_a_grid_exactly_once(pg, tmp_path, fx):
+    """The README's command, verbatim but for the database URL, with sizes shrunk by flags appended
+    after it (argparse: the last wins): two workers, one killed mid-run, every run stored once."""
+    cmd = _readme_recipe()
+    assert cmd[:4] == ["python", "-m", "optreport.runs", "worker"]
+    url = pg.new_database()
+    cmd = [sys.executable, *cmd[1:]]
+    cmd[cmd.index("--store") + 1] = url
+    small = ["--seeds", "0", "--epochs", "2", "--val-size", "80", "--batch-size", "8", "--data-dir", str(fx),
+             "--runs-dir", str(tmp_path / "runs"), "--poll", "0.2"]
+    log = tmp_path / "runs.log"
+    env = {**os.environ, sweep.RUN_LOG_ENV: str(log)}
+    procs = [subprocess.Popen(cmd + small, env=env, cwd=str(tmp_path), stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT) for _ in range(2)]
+    victim = procs[0]
+
+    def victim_training(_events):
+        lines = Path(log).read_text().split("\n")[:-1] if Path(log).exists() else []
+        return any(ln.split()[0] == "start" and ln.split()[2] == str(victim.pid) for ln in lines)
+    _wait_for(log, victim_training, victim)
+    victim.kill()
+    victim.wait()
+    out = procs[1].communicate(timeout=900)[0].decode()
+    assert procs[1].returncode == 0, out
+    rules = cmd[cmd.index("--rules") + 1].split(",")
+    lrs = [float(x) for x in cmd[cmd.index("--lrs") + 1].split(",")]
+    keys = {c.key for c in grid(rules, lrs, [0], epochs=2, val_size=80, batch_size=8)}
+    assert results.stored_keys(tmp_path / "runs") == keys
+    done = Counter(k for e, k in read_log(log) if e == "done")
+    assert done == {k: 1 for k in keys}
+    states = Counter(t.state for t in engine.Queue(url).trials())
+    assert states[TrialState.COMPLETE] == len(keys) and states[TrialState.FAIL] == 1

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from optimizers import OPTIMIZERS
 
-__all__ = ["RULES", "NOVEL_RULES", "NOVEL_SEEDS", "MOMENTUM", "matched_momentum_lr", "LRS", "SEEDS", "EPOCHS", "BATCH_SIZE", "MAX_STEPS",
-           "QUICK_SEEDS", "QUICK_EPOCHS", "QUICK_MAX_STEPS", "ALPHA", "SEC_PER_EPOCH"]
+__all__ = ["RULES", "NOVEL_RULES", "NOVEL_SEEDS", "MOMENTUM", "matched_momentum_lr", "LRS", "SEEDS", "EPOCHS",
+           "BATCH_SIZE", "MAX_STEPS", "QUICK_SEEDS", "QUICK_EPOCHS", "QUICK_MAX_STEPS", "ALPHA", "SEC_PER_EPOCH"]
 
 # ----------------------------------------------------------------------------- notebook 02's grid
 RULES = list(OPTIMIZERS)            # every update rule of the report, in the catalogue's order
