@@ -201,7 +201,7 @@ _COMPILED = {}
 
 def _allow_recompiles():
     """Raise torch.compile's recompile limit to RECOMPILE_LIMIT (never lower it)."""
-    import torch._dynamo
+    import torch._dynamo  # noqa: PLC0415 -- ~2 s to import; only the compiled path needs it
     config = torch._dynamo.config
     if getattr(config, "recompile_limit", RECOMPILE_LIMIT) < RECOMPILE_LIMIT:
         config.recompile_limit = RECOMPILE_LIMIT

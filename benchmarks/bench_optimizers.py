@@ -6,14 +6,15 @@ data.  Gradients are computed once and kept; every timed call is one
 ``optimizer.step()`` on them (the parameters drift, which does not change the
 cost).  For each rule, our optimizer and torch's are timed side by side in one
 run, interleaved (ours, torch, ours, torch, ...), and the median over repeats is
-reported.  "torch" is torch.optim with its default implementation on this
-device (on CPU torch picks the single-tensor for-loop, since its foreach kernels
-are CUDA-only); "torch foreach" forces ``foreach=True`` for context.  Where a rule
-has a compiled step (``compiled=True``, what the trainer uses) it is timed too
-("ours compiled"; compiled during the warm-up), and beside it torch's own fused
-CPU kernel where torch has one (``fused=True``: SGD, Adam, AdamW, Adagrad).  Gravity and
-Cosine have no torch counterpart: torch's Adam is their baseline.  One
-forward + backward pass is timed as well, for scale.
+reported.  "ours" is the rule's compiled step (``compiled=True``: its formula through
+torch.compile, what the trainer uses; compiled during the warm-up), "ours eager" the
+same formula run eagerly (``compiled=False``, the reference).  "torch" is torch.optim
+with its default implementation on this device (on CPU torch picks the single-tensor
+for-loop, since its foreach kernels are CUDA-only); "torch foreach" forces
+``foreach=True`` for context, and "torch fused" is torch's own fused CPU kernel where
+torch has one (``fused=True``: SGD, Adam, AdamW, Adagrad).  Gravity and Cosine have no
+torch counterpart: torch's Adam is their baseline.  One forward + backward pass is
+timed as well, for scale.
 
     python benchmarks/bench_optimizers.py [--threads 1] [--repeats 15] [--quick]
 
@@ -75,13 +76,15 @@ def time_calls(fn, calls):
 
 
 def bench_rule(name, ours_kwargs, torch_cls, torch_kwargs, repeats, calls, warmup):
-    contenders = {
-        "ours": (optimizers.OPTIMIZERS[name], ours_kwargs),
+    ours = optimizers.OPTIMIZERS[name]
+    contenders = {"ours": (ours, ours_kwargs)}   # eager, for a rule without a compiled step
+    if has_compiled_step(name):                  # every rule of optimizers.OPTIMIZERS
+        contenders = {"ours": (ours, dict(ours_kwargs, compiled=True)),
+                      "ours eager": (ours, dict(ours_kwargs, compiled=False))}
+    contenders.update({
         "torch": (torch_cls, torch_kwargs),
         "torch foreach": (torch_cls, dict(torch_kwargs, foreach=True)),
-    }
-    if has_compiled_step(name):
-        contenders["ours compiled"] = (optimizers.OPTIMIZERS[name], dict(ours_kwargs, compiled=True))
+    })
     if torch_cls in FUSED and name not in ("gravity", "cosine"):
         contenders["torch fused"] = (torch_cls, dict(torch_kwargs, fused=True))
     steps = {}
@@ -127,7 +130,7 @@ def main(argv=None):
     fb = bench_forward_backward(args.repeats, args.calls)
     print(f"one forward+backward (batch 64): {fb:.0f} us\n")
     header = (f"{'rule':<10} {'ours us':>9} {'torch us':>9} {'ratio':>6} {'torch foreach us':>17} "
-              f"{'ours compiled us':>17} {'torch fused us':>15}  baseline")
+              f"{'ours eager us':>14} {'torch fused us':>15}  baseline")
     print(header)
     print("-" * len(header))
     rows = []
@@ -138,11 +141,11 @@ def main(argv=None):
                        warmup=3)
         ratio = t["ours"] / t["torch"]
         baseline = torch_cls.__name__ + "".join(f" {k}={v}" for k, v in torch_kwargs.items())
-        comp, fused = (f"{t[k]:.0f}" if k in t else "-" for k in ("ours compiled", "torch fused"))
+        eager, fused = (f"{t[k]:.0f}" if k in t else "-" for k in ("ours eager", "torch fused"))
         print(f"{name:<10} {t['ours']:>9.0f} {t['torch']:>9.0f} {ratio:>6.2f} "
-              f"{t['torch foreach']:>17.0f} {comp:>17} {fused:>15}  {baseline}", flush=True)
+              f"{t['torch foreach']:>17.0f} {eager:>14} {fused:>15}  {baseline}", flush=True)
         rows.append((name, t["ours"], t["torch"], ratio, t["torch foreach"],
-                     t.get("ours compiled"), t.get("torch fused")))
+                     t.get("ours eager"), t.get("torch fused")))
     return rows
 
 

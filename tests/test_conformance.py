@@ -1,9 +1,11 @@
 """Short test of the live torch.optim check (the full one runs in notebook 01)."""
+import inspect
+
 import pytest
 import torch
 
-from optreport.analysis.conformance import TORCH_COUNTERPARTS, compare_with_torch, conformance_table
 from optimizers import OPTIMIZERS
+from optreport.analysis.conformance import TORCH_COUNTERPARTS, compare_with_torch, conformance_table, rule_card
 
 SMALL = [(7, 5), (7,), (3, 7), (3,)]
 
@@ -30,8 +32,6 @@ def test_table_has_a_verdict_per_rule():
 
 @pytest.mark.parametrize("rule", list(OPTIMIZERS))
 def test_rule_card_shows_the_code_that_trains(rule):
-    import inspect
-    from optreport.analysis.conformance import rule_card
     cls = OPTIMIZERS[rule]
     card = rule_card(rule)
     assert inspect.getsource(cls.formula) in card        # the one formula, run eager and compiled

@@ -39,6 +39,10 @@ import pytest
 import torch
 
 import optimizers as O
+from optreport.engine.data import DATA_VERSION, FILES, load_fashion_mnist, read_idx, write_fixture
+from optreport.engine.models import MODEL_VERSIONS, MODELS, build_model
+from optreport.engine.train import TRAINER_VERSION, denormals_flushed, train
+
 from conftest import needs_torch_compile
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
@@ -125,7 +129,6 @@ def check_golden(name: str, subject: str, bump: str, versions: dict, numbers: di
 @pytest.fixture(autouse=True)
 def _like_training():
     """One thread and flushed denormals, as the trainer runs."""
-    from optreport.engine.train import denormals_flushed
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     with denormals_flushed(True):
@@ -181,7 +184,6 @@ def test_rule_compiled(name):
 # --------------------------------------------------------------------------- models
 @pytest.mark.parametrize("name", ["mlp", "cnn", "small_mlp"])
 def test_model(name):
-    from optreport.engine.models import MODEL_VERSIONS, MODELS, build_model
     assert set(MODELS) == {"mlp", "cnn", "small_mlp"}
     net = build_model(name, seed=0)
     x = torch.randn(4, 1, 28, 28, generator=torch.Generator().manual_seed(1))
@@ -196,17 +198,14 @@ def test_model(name):
 # --------------------------------------------------------------------------- data pipeline
 @pytest.fixture(scope="module")
 def fixture_dir(tmp_path_factory):
-    from optreport.engine.data import write_fixture
     return write_fixture(tmp_path_factory.mktemp("fmnist"), n_train=600, n_test=100, seed=0)
 
 
 def _fixture_data(folder):
-    from optreport.engine.data import load_fashion_mnist
     return load_fashion_mnist(root=folder, val_size=100, download=False)
 
 
 def test_data_pipeline(fixture_dir):
-    from optreport.engine.data import DATA_VERSION, FILES, read_idx
     d = _fixture_data(fixture_dir)
     # the indices of the validation images in the training file (each fixture image is unique)
     raw = read_idx(next(Path(fixture_dir).glob(FILES["train_images"] + "*")))
@@ -242,9 +241,6 @@ def numbers_of(record: dict) -> dict:
 
 
 def _check_trainer(fixture_dir, compile_step):
-    from optreport.engine.data import DATA_VERSION
-    from optreport.engine.models import MODEL_VERSIONS
-    from optreport.engine.train import TRAINER_VERSION, train
     record = train(data=_fixture_data(fixture_dir), compile_step=compile_step, **TRAIN_RUN)
     assert record["config"]["compiled_step"] is compile_step
     path = "compiled" if compile_step else "eager"

@@ -25,6 +25,8 @@ import torch._dynamo
 from torch._dynamo.utils import counters
 
 import optimizers as O
+from optreport.engine.train import has_compiled_step, make_optimizer
+
 from conftest import needs_torch_compile
 from reference_rules import CosineReference, GravityReference
 
@@ -148,7 +150,7 @@ def _assert_params_close(ps, qs, dtype, msg=""):
     tol = _tolerances(dtype)
     for i, (p, q) in enumerate(zip(ps, qs)):
         if not torch.allclose(p, q, **tol):  # cheap check first; assert_close explains a failure
-            torch.testing.assert_close(p, q, **tol, msg=lambda m: f"{msg} param {i}: {m}")
+            torch.testing.assert_close(p, q, **tol, msg=lambda m, i=i: f"{msg} param {i}: {m}")
 
 
 # ---------------------------------------------------------------------------
@@ -438,7 +440,6 @@ COMPILED_RULES = [n for n, c in O.OPTIMIZERS.items() if c.formula is not None]
 
 def test_every_rule_has_a_compiled_path():
     assert COMPILED_RULES == list(O.OPTIMIZERS)
-    from optreport.engine.train import has_compiled_step, make_optimizer
     for name in O.OPTIMIZERS:
         assert has_compiled_step(name)
         p = [torch.zeros(2, requires_grad=True)]

@@ -21,7 +21,15 @@ about the code that trains.
 """
 from __future__ import annotations
 
+import inspect
+import re
+import textwrap
+
+import numpy as np
+import pandas as pd
 import torch
+
+from optimizers import OPTIMIZERS
 
 __all__ = ["TORCH_COUNTERPARTS", "DEFAULT_LR", "MLP_SHAPES", "compare_with_torch",
            "conformance_table", "update_gap", "rule_formulas", "rule_source", "rule_card"]
@@ -56,7 +64,7 @@ def compare_with_torch(rule: str, *, steps: int = 100, seed: int = 0,
     Returns ``{'rule', 'steps', 'max_abs', 'max_rel', 'hparams', 'torch_class', 'n_params'}``.
     """
     if optimizers is None:
-        from optimizers import OPTIMIZERS as optimizers
+        optimizers = OPTIMIZERS
     torch_cls, torch_kw = TORCH_COUNTERPARTS[rule]
     hp = {"lr": DEFAULT_LR[rule], **(hparams or {})}
     gen = torch.Generator().manual_seed(seed)
@@ -89,7 +97,6 @@ def compare_with_torch(rule: str, *, steps: int = 100, seed: int = 0,
 def conformance_table(rules=None, *, steps: int = 100, rtol: float = 1e-10, **kw):
     """One row per rule: ``compare_with_torch`` plus ``verdict`` ("matches" when
     ``max_rel <= rtol``, else "DIFFERS")."""
-    import pandas as pd
     rows = []
     for rule in rules or TORCH_COUNTERPARTS:
         r = compare_with_torch(rule, steps=steps, **kw)
@@ -111,9 +118,8 @@ def update_gap(rule_a: str, hparams_a: dict, rule_b: str, hparams_b: dict, *, st
     momentum=0 *is* SGD; Adam with a huge eps and ``lr = lr_m * eps / (1 - beta1)`` tracks
     Momentum once its bias correction has died out).
     """
-    import numpy as np
     if optimizers is None:
-        from optimizers import OPTIMIZERS as optimizers
+        optimizers = OPTIMIZERS
     gen = torch.Generator().manual_seed(seed)
     init = [torch.randn(s, generator=gen, dtype=dtype) * 0.05 for s in shapes]
     pa = [torch.nn.Parameter(t.clone()) for t in init]
@@ -147,8 +153,6 @@ def update_gap(rule_a: str, hparams_a: dict, rule_b: str, hparams_b: dict, *, st
 
 def rule_formulas(cls) -> list[str]:
     """The LaTeX of every ``.. math::`` block in the class docstring."""
-    import inspect
-    import textwrap
     doc = inspect.getdoc(cls) or ""
     out, lines, i = [], doc.splitlines(), 0
     while i < len(lines):
@@ -172,8 +176,6 @@ def rule_source(cls) -> str:
     """Source of the code that trains the rule: its formula (``cls.formula``; both paths,
     ``compiled=False`` and ``compiled=True``, run this function) and ``step_group``, which
     computes the step's scalars and calls it (where it is defined in the class's MRO)."""
-    import inspect
-    import textwrap
     parts = []
     if getattr(cls, "formula", None) is not None:
         fn = inspect.unwrap(cls.formula)
@@ -187,11 +189,9 @@ def rule_source(cls) -> str:
 
 def rule_card(rule: str, optimizers=None) -> str:
     """Markdown: the rule's name, its formulas (from the class docstring) and its code."""
-    import inspect
     if optimizers is None:
-        from optimizers import OPTIMIZERS as optimizers
+        optimizers = OPTIMIZERS
     cls = optimizers[rule]
-    import re
     summary = (inspect.getdoc(cls) or "").split("\n\n")[0].replace("\n", " ")
     summary = re.sub(r":math:`([^`]*)`", r"$\1$", summary)
     summary = re.sub(r"``([^`]*)``", r"`\1`", summary)

@@ -114,13 +114,6 @@ def has_compiled_step(rule) -> bool:
     return isinstance(cls, type) and issubclass(cls, RuleOptimizer) and cls.formula is not None
 
 
-#: torch.compile keeps at most this many versions of a compiled step per process (one per
-#: dtype, number of tensors, option, shape set); torch's default of 8 runs out in a process that
-#: trains many models and rules (a test session, a notebook kernel), after which the step
-#: falls back to eager code with a warning.
-RECOMPILE_LIMIT = 64
-
-
 def train_subset(n: int, n_train: int | None) -> torch.Tensor | None:
     """Indices of the first ``n_train`` examples of a fixed permutation of the ``n`` training
     examples (None: all of them). Subsets are nested: the first 2,037 of the examples are the
@@ -195,9 +188,9 @@ def train(model: str = "mlp", rule: str = "sgd", hparams: dict | None = None, *,
     progress:    show a tqdm bar over steps.
     threads:     torch intra-op threads during the run (None: leave as is).
     compile:     torch.compile the model (falls back to eager on failure).
-    compile_step: use the rule's compiled update (``compiled=True``) where it has one
-                 (Momentum, Nesterov, Adam, AdamW, NAdam, Gravity, Cosine: the same formula fused
-                 by torch.compile, up to 2x faster a step; falls back to eager on failure). Results agree with the
+    compile_step: use the rule's compiled update (``compiled=True``) where it has one: all 11
+                 rules of optimizers.OPTIMIZERS do (the rule's one formula fused by torch.compile,
+                 up to 2x faster a step; falls back to eager on failure). Results agree with the
                  uncompiled step to rounding, not bitwise.
     check_every: steps between divergence checks.
     flush_denormal: flush subnormal floats to zero while training (see module docstring); the
