@@ -13,9 +13,10 @@ Probes (``PROBES``):
 * ``cos_all``: the same for every parameter, biases included (however the rule splits a
   bias vector into "rows").
 
-Runs go through ``trainer.train`` with a callback, so they are the same training as the sweep's
-runs with the same config and seed. Results are cached as ``.npz`` in ``cache_dir`` (named by a
-hash of the full configuration); ``force=True`` recomputes.
+Runs go through ``engine.train.train`` with a callback, so they are the same training as the
+sweep's runs with the same config and seed (one thread, compiled step, like the sweeps). Results
+are cached as ``.npz`` in ``cache_dir``, named by the run's key (configuration and code versions,
+see runs.keys) and the probe; ``force=True`` recomputes.
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ import numpy as np
 import torch
 
 from optreport.engine.train import train
+from optreport.runs.keys import RunConfig, validate
 
 __all__ = ["PROBES", "probe_run"]
 
@@ -50,18 +52,21 @@ PROBES = {"effective_lr": _effective_lr, "cos": _cosines, "cos_all": _cosines_al
 
 def probe_run(rule: str, hparams: dict, probe: str, *, epochs: int = 1, seed: int = 0,
               every: int = 50, max_steps: int | None = None, model: str = "mlp",
-              batch_size: int = 64, cache_dir=None, force: bool = False, data=None) -> dict:
+              batch_size: int = 64, cache_dir=None, force: bool = False, data=None, threads: int = 1) -> dict:
     """Train once, recording ``PROBES[probe]`` after step 1 and every ``every`` steps.
 
     Returns ``{'steps': (n,), 'values': (n,) or (n, k), 'final': last epoch's record,
     'diverged': bool}``.
     """
     fn = PROBES[probe]
-    config = dict(rule=rule, hparams=hparams, probe=probe, epochs=epochs, seed=seed, every=every,
-                  max_steps=max_steps, model=model, batch_size=batch_size)
+    cfg = RunConfig(model=model, rule=rule, hparams=dict(hparams), epochs=epochs, seed=seed, batch_size=batch_size,
+                    max_steps=max_steps, threads=threads,
+                    val_size=len(data.val_y) if data is not None else RunConfig.val_size)
+    validate(cfg)
     path = None
-    if cache_dir is not None:
-        h = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()
+    if cache_dir is not None:      # named by the run's key (configuration and code versions) and the probe
+        ident = {"run": cfg.key, "probe": probe, "every": every}
+        h = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()
         path = Path(cache_dir) / f"{rule}_{probe}_{h[:16]}.npz"
         if path.exists() and not force:
             z = np.load(path, allow_pickle=False)
@@ -74,8 +79,7 @@ def probe_run(rule: str, hparams: dict, probe: str, *, epochs: int = 1, seed: in
             steps.append(step)
             values.append(fn(net, optimizer))
 
-    rec = train(model, rule, hparams, data=data, epochs=epochs, batch_size=batch_size, seed=seed,
-                max_steps=max_steps, callback=callback)
+    rec = train(data=data, callback=callback, **cfg.train_kwargs())
     out = {"steps": np.asarray(steps), "values": np.asarray(values),
            "final": rec["epochs"][-1] if rec["epochs"] else {}, "diverged": bool(rec["diverged"])}
     if path is not None:
