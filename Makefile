@@ -20,14 +20,16 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 
 # System packages a fresh Debian may lack, installed when we are root: python3-venv (for the
 # venv), g++ (torch.compile builds the compiled update steps with it; without it they run
-# eagerly after a warning and their tests are skipped) and postgresql (the engine's tests start a
-# throwaway server from its binaries; without them those tests skip and say why).
+# eagerly after a warning and their tests are skipped), postgresql (the engine's tests start a
+# throwaway server from its binaries; without them those tests skip and say why) and chromium
+# (tests/test_browser.py opens the rendered report headless; without it that test skips).
 system:
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 		need=""; \
 		python3 -c 'import ensurepip, venv' 2>/dev/null || need="$$need python3-venv"; \
 		command -v g++ >/dev/null || need="$$need g++"; \
 		ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need="$$need postgresql"; \
+		[ -x /usr/bin/chromium ] || need="$$need chromium"; \
 		if [ -n "$$need" ]; then echo "Installing$$need ..."; \
 			apt-get update -qq && apt-get install -y -qq $$need; fi; \
 	fi

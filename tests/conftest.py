@@ -18,7 +18,7 @@ import torch
 from optreport.engine import data
 
 REPO = Path(__file__).resolve().parents[1]
-COMMITTED = ("img", "results")     # folders a quick run must never touch
+COMMITTED = ("img", "results", "notebooks")     # folders a quick run must never touch
 
 
 def folder_hash(folder: Path) -> str:

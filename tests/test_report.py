@@ -3,6 +3,7 @@
 Most tests use the session fixture ``quick_report`` (tests/conftest.py): one run of
 ``python -m optreport.report --quick --out <tmp>``. The rest are unit tests of report.py and of the
 helpers the notebooks use (stats.sweep_table, stats.compare_to_reference, probes)."""
+import copy
 import csv
 import os
 import re
@@ -52,10 +53,29 @@ def test_parameters_cell_has_the_six_standard_names_first(name):
     assert re.search(r"^QUICK = False", tagged[0].source, flags=re.M)
 
 
+ABSOLUTE = re.compile(r"(/tmp/|/home/|/root/|/work/|/usr/|[A-Z]:\\\\)")
+TIMING_KEYS = ("start_time", "end_time", "duration", "iopub.", "shell.execute_reply")
+
+
+def assert_reproducible(text: str, where: str) -> None:
+    """No absolute path, no papermill or execution timing metadata in a rendered file."""
+    found = ABSOLUTE.search(text)
+    assert found is None, f"{where}: absolute path ...{text[max(0, found.start() - 80):found.end() + 80]}..."
+    for key in TIMING_KEYS:
+        assert key not in text, f"{where}: timing metadata {key!r}"
+
+
 @pytest.mark.parametrize("name", NOTEBOOKS)
-def test_notebooks_are_committed_without_outputs(name):
-    nb = nbformat.read(REPO / "notebooks" / f"{name}.ipynb", as_version=4)
-    assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code")
+def test_committed_notebooks_are_reproducible(name):
+    """A full run writes the executed notebooks back (with outputs): no absolute paths, no
+    timestamps or durations, no papermill metadata, no injected parameters cell."""
+    path = REPO / "notebooks" / f"{name}.ipynb"
+    assert_reproducible(path.read_text(), path.name)
+    nb = nbformat.read(path, as_version=4)
+    assert "papermill" not in nb.metadata
+    assert not any({"papermill", "execution"} & set(c.metadata) for c in nb.cells)
+    assert not any("injected-parameters" in c.metadata.get("tags", []) for c in nb.cells)
+    assert len({c.get("id") for c in nb.cells}) == len(nb.cells), "cell ids unique"
 
 
 def test_paths_quick_never_point_at_committed_folders(tmp_path):
@@ -67,6 +87,66 @@ def test_paths_quick_never_point_at_committed_folders(tmp_path):
     assert Path(full["IMG_DIR"]) == REPO / "img" and Path(full["RESULTS_DIR"]) == REPO / "results"
     out = report.paths(True, str(tmp_path))
     assert Path(out["RESULTS_DIR"]) == tmp_path / "results"
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_full_run_passes_the_notebooks_own_relative_defaults(name):
+    """The parameters a full run injects are the parameters cell's defaults ("../img" ...):
+    relative to notebooks/, the kernel's cwd, so no absolute path reaches an output."""
+    rel = report.notebook_parameters(report.paths(False, None))
+    nb = nbformat.read(REPO / "notebooks" / f"{name}.ipynb", as_version=4)
+    params = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", [])).source
+    for key, value in rel.items():
+        assert re.search(rf'^{key} = "{re.escape(value)}"', params, flags=re.M), (key, value)
+    quick = report.notebook_parameters(report.paths(True, None))
+    assert quick["IMG_DIR"] == "../build/quick/img"
+    assert not any(v.startswith("/") or v.startswith("sqlite:////") for v in quick.values())
+
+
+def _papermill_like_notebook():
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_markdown_cell("# 07 — A question?\n\nText."),
+        nbformat.v4.new_code_cell("QUICK = False", metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell("QUICK = True", metadata={"tags": ["injected-parameters"]}),
+        nbformat.v4.new_markdown_cell("## 1 · The $\\theta$ curve"),
+        nbformat.v4.new_code_cell("save(fig, IMG_DIR, '07_curve')")])
+    nb.metadata["papermill"] = {"input_path": "/abs/in.ipynb", "start_time": "2026-01-01T00:00:00"}
+    for i, c in enumerate(nb.cells):
+        c.metadata["papermill"] = {"duration": 1.5, "start_time": "x", "end_time": "y", "status": "completed"}
+        if c.cell_type == "code":
+            c.metadata["execution"] = {"iopub.execute_input": "2026-01-01T00:00:00"}
+            c.execution_count = i
+    nb.cells[4].outputs = [
+        nbformat.v4.new_output("stream", name="stderr", text="W1201 torch/utils/cpp_extension.py:183] No CUDA "
+                               "runtime is found, using CUDA_HOME='/usr/local'\n"),
+        nbformat.v4.new_output("stream", name="stderr", text="a real warning\n"),
+        nbformat.v4.new_output("display_data", data={"image/png": "iVBORw0KGgo=", "text/plain": "<Figure>"}),
+        nbformat.v4.new_output("execute_result", data={"text/plain": "1"}, execution_count=4)]
+    return nb
+
+
+def test_clean_notebook_strips_timing_paths_and_noise():
+    raw = _papermill_like_notebook()
+    nb = report.clean_notebook(copy.deepcopy(raw))
+    text = nbformat.writes(nb)
+    assert "papermill" not in text and "iopub" not in text and "start_time" not in text
+    assert nb.cells[2].id == "injected-parameters"
+    outs = nb.cells[4].outputs
+    assert [o.get("text") for o in outs[:1]] == ["a real warning\n"]
+    alt = outs[1].metadata["image/png"]["alt"]
+    assert "07 · A question?" in alt and "07_curve" in alt and "The theta curve" in alt
+    assert report.clean_notebook(copy.deepcopy(raw)) == nb                # the same every time
+    committed = report.without_injected_parameters(nb)
+    assert [c.get("execution_count") for c in committed.cells if c.cell_type == "code"] == [1, 2]
+    assert committed.cells[3].outputs[-1]["execution_count"] == 2
+
+
+def test_titles_read_the_same_everywhere():
+    assert report.display_title("05 — How does it change?") == "05 · How does it change?"
+    assert report.display_title("01 · How?") == "01 · How?"
+    for name in NOTEBOOKS:
+        title = report.notebook_title(nbformat.read(REPO / "notebooks" / f"{name}.ipynb", 4))
+        assert re.match(rf"{name[:2]} · \S", title), title
 
 
 def test_find_notebooks_in_order_and_only():
@@ -85,7 +165,7 @@ def test_missing_data_exits_2_before_running_anything(tmp_path):
                           env={**os.environ, "FMNIST_DIR": str(empty)})
     assert proc.returncode == 2, proc.stderr
     assert "Fashion-MNIST" in proc.stderr
-    assert not (out / "results" / "notebooks").exists()
+    assert not (out / "notebooks").exists()
 
 
 @pytest.mark.slow
@@ -106,10 +186,12 @@ def test_failing_notebook_is_named_and_kept(tmp_path, monkeypatch):
     monkeypatch.setattr(report, "NOTEBOOK_DIR", nbdir)
     rc = report.main(["--quick", "--out", str(tmp_path / "out"), "--no-progress"])
     assert rc == 1
-    kept = tmp_path / "out" / "results" / "notebooks" / "99_broken.ipynb"
+    kept = tmp_path / "out" / "notebooks" / "99_broken.ipynb"
     assert kept.exists()
     assert "boom" in (tmp_path / "out" / "results" / "html" / "99_broken.html").read_text()
-    rows = list(csv.DictReader(open(tmp_path / "out" / "results" / "report_timing.csv")))
+    source = nbformat.read(nbdir / "99_broken.ipynb", as_version=4)           # quick mode: source untouched
+    assert not any(c.get("outputs") for c in source.cells if c.cell_type == "code")
+    rows = list(csv.DictReader(open(tmp_path / "out" / "build" / "report_timing.csv")))
     assert rows[0]["status"] == "failed"
 
 
@@ -130,8 +212,10 @@ def test_training_seconds_sums_stored_runs(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", NOTEBOOKS)
-def test_every_notebook_executed_and_exported(results, name):
-    nb = nbformat.read(results / "notebooks" / f"{name}.ipynb", as_version=4)
+def test_every_notebook_executed_and_exported(results, quick_report, name):
+    path = Path(quick_report) / "notebooks" / f"{name}.ipynb"
+    nb = nbformat.read(path, as_version=4)
+    assert_reproducible(path.read_text(), path.name)
     code = [c for c in nb.cells if c.cell_type == "code"]
     assert all(c.execution_count is not None for c in code), "a cell was not executed"
     assert not any(o.get("output_type") == "error" for c in code for o in c.get("outputs", []))
@@ -139,19 +223,42 @@ def test_every_notebook_executed_and_exported(results, name):
     assert "QUICK = True" in params.source
     html = results / "html" / f"{name}.html"
     assert html.exists() and html.stat().st_size > 10_000
+    text = html.read_text()
+    assert_reproducible(text, html.name)
+    assert "cdnjs" not in text and "mathjax" not in text.lower() and "assets/katex/katex.min.js" in text
+    assert "No description has been provided" not in text and text.count("<img alt=\"Figure ") >= 1
+    assert f"href='../../notebooks/{name}.ipynb'" in text
+    assert not (results / "notebooks").exists(), "executed copies live in notebooks/, not results/"
+
+
+@pytest.mark.slow
+def test_rendering_again_gives_the_same_bytes(results, quick_report, tmp_path):
+    """The HTML and the index are functions of the executed notebooks and results only."""
+    name = NOTEBOOKS[0]
+    again = tmp_path / "html" / f"{name}.html"
+    report.export_html(Path(quick_report) / "notebooks" / f"{name}.ipynb", again, f"../../notebooks/{name}.ipynb")
+    assert again.read_bytes() == (results / "html" / f"{name}.html").read_bytes()
+    before = (results / "index.html").read_bytes()
+    listed = [(n, report.notebook_title(nbformat.read(REPO / "notebooks" / f"{n}.ipynb", 4))) for n in NOTEBOOKS]
+    report.write_index(results, Path(quick_report) / "img", listed, True)
+    assert (results / "index.html").read_bytes() == before
+    assert_reproducible(before.decode(), "index.html")
+    assert not re.search(r"20\d\d-\d\d-\d\d", before.decode()), "no date in the index"
 
 
 @pytest.mark.slow
 def test_index_links_every_notebook_with_title_and_time(results):
     index = (results / "index.html").read_text()
-    links = set(re.findall(r"href='([^']+)'", index))
+    links = {h for h in re.findall(r"href='([^']+)'", index) if not h.startswith("#")}
     for name in NOTEBOOKS:
-        assert f"html/{name}.html" in links
+        assert f"html/{name}.html" in links and f"../notebooks/{name}.ipynb" in links
         title = report.notebook_title(nbformat.read(REPO / "notebooks" / f"{name}.ipynb", 4))
-        assert title.split("·")[-1].strip() in index
+        assert title.split("·")[-1].strip() in index and f">{title}</a></h2>" in index
     for link in links:            # every link resolves
         assert (results / link).exists(), link
-    timing = pd.read_csv(results / "report_timing.csv")
+    assert index.count("<table>") == len(NOTEBOOKS), "one key table per notebook, as HTML"
+    assert index.count("<figure><img") == len(NOTEBOOKS), "one headline figure per notebook"
+    timing = pd.read_csv(Path(results).parent / "build" / "report_timing.csv")
     assert sorted(timing["notebook"]) == NOTEBOOKS
     assert (timing["status"] == "ok").all() and (timing["seconds"] > 0).all()
 
@@ -286,6 +393,7 @@ def test_readme_headline_is_built_from_the_results(results, quick_report, tmp_pa
     table = [line for line in block.splitlines() if line.startswith("| ") and "rule" not in line]
     assert len(table) == 11                                   # one row per rule
     assert all(line.count("|") == 5 for line in table)        # rule + three learning rates
+    assert "last `make report`" not in block and "process-hours" in block
     plain = tmp_path / "plain.md"
     plain.write_text("no markers\n")
     assert not report.update_readme(results, Path(quick_report) / "img", plain)

@@ -8,32 +8,44 @@
 
 Steps: find Fashion-MNIST first (exit 2 with the loader's message if it is missing or corrupt);
 execute ``notebooks/NN_*.ipynb`` in order with papermill (kernel ``python3``, cwd
-``notebooks/``, no timeout), passing the six standard parameters as absolute paths; export each
-executed notebook to HTML; write ``<RESULTS_DIR>/index.html`` (links, titles, run times, tables
-and figures) and ``<RESULTS_DIR>/report_timing.csv``.
+``notebooks/``, no timeout), passing the six standard parameters with paths relative to
+``notebooks/`` (so no absolute path reaches an output); clean each executed notebook (no
+papermill or timing metadata, stable cell ids, library noise removed from stderr, alt text on
+every figure); export it to HTML (code hidden, formulas typeset offline by the KaTeX copy in
+``assets/katex``); write ``<RESULTS_DIR>/index.html`` (per notebook: question, headline figure,
+key table, links).
 
-Outputs (RESULTS_DIR = results/ for a full run, <out>/results/ in quick mode):
-    <RESULTS_DIR>/notebooks/NN_name.ipynb   executed notebooks (kept, partial, when one fails)
-    <RESULTS_DIR>/html/NN_name.html         their HTML export
-    <RESULTS_DIR>/index.html                the report's front page
-A failing notebook stops the job (exit 1) with the notebook, the cell and its error.
+Outputs (BASE = the repository for a full run, build/quick/ or --out DIR in quick mode):
+    notebooks/NN_name.ipynb                 full run: the executed notebook written back, with
+                                            its outputs (parameters as committed)
+    BASE/notebooks/NN_name.ipynb            quick mode: the executed notebooks
+    BASE/results/html/NN_name.html          their HTML export (+ html/assets/katex/)
+    BASE/results/index.html                 the report's front page
+    BASE/build/report_timing.csv            wall time per notebook (not committed: it changes)
+A failing notebook stops the job (exit 1) with the notebook, the cell and its error; its partial
+execution is kept (full run: build/executed/NN_name.ipynb; notebooks/ is left as it was).
+Rendering twice from unchanged results gives byte-identical files.
 """
 from __future__ import annotations
 
 import argparse
+import copy
 import csv
 import html
 import os
+import re
+import shutil
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import nbformat
 import numpy as np
 import pandas as pd
 import papermill as pm
+from jinja2 import DictLoader
 from nbconvert import HTMLExporter
+from nbconvert.preprocessors import TagRemovePreprocessor
 from papermill.exceptions import PapermillExecutionError
 
 from optreport.engine import data
@@ -43,7 +55,28 @@ from optreport.runs.results import load_results
 REPO = Path(__file__).resolve().parents[2]
 NOTEBOOK_DIR = REPO / "notebooks"
 QUICK_DIR = REPO / "build" / "quick"
-TIMING_FIELDS = ["notebook", "title", "seconds", "status", "quick", "finished_utc"]
+KATEX_DIR = Path(__file__).resolve().parent / "assets" / "katex"
+TIMING_FIELDS = ["notebook", "title", "seconds", "status", "quick"]
+PARAMETER_TAGS = {"parameters", "injected-parameters"}
+
+# Library noise removed from the notebooks' stderr outputs (and kept out of the kernel's log):
+# torch's CUDA probe on a CPU-only machine, the kernel's note on its local TCP transport.
+NOISE = [re.compile(p) for p in (r"No CUDA runtime is found", r"running over TCP without encryption")]
+KERNEL_ENV = {"TORCH_LOGS": "-all"}          # torch's own warnings (the CUDA probe) off, kernel and workers
+KERNEL_ARGS = ["--IPKernelApp.log_level=ERROR"]
+
+# Per notebook: the figure and the table the front page shows (the first ones written otherwise),
+# and the table's columns (all when None).
+KEY_FIGURE = {"01": "01_trajectories_rosenbrock.png", "02": "02_final_test_acc_heatmap.png",
+              "03": "03_vs_momentum.png", "04": "04_accuracy_vs_time.png", "05": "05_protocol_scores.png"}
+KEY_TABLE = {"01": ("01_conformance", ["rule", "torch", "steps", "max_abs", "max_rel", "verdict"]),
+             "03": ("03_vs_momentum", ["metric", "lr", "rule", "n", "mean_diff", "ci_lo", "ci_hi", "holm_p",
+                                       "verdict"]),
+             "04": ("04_epoch_cost", ["rule", "best_lr", "train_s", "step_share", "acc",
+                                      "state_bytes_per_param", "epoch_vs_sgd"]),
+             "05": ("05_ranking", ["rule", "median_a", "mean_rank_a", "median_b", "mean_rank_b", "median_c",
+                                   "mean_rank_c"])}
+KEY_TABLE_ROWS = 40
 
 
 def find_notebooks(only=None) -> list[Path]:
@@ -55,23 +88,46 @@ def find_notebooks(only=None) -> list[Path]:
     return nbs
 
 
+def base_dir(quick: bool, out: str | None) -> Path:
+    """The folder a run writes into: --out, else build/quick/ in quick mode, else the repository."""
+    return Path(out).resolve() if out else (QUICK_DIR if quick else REPO)
+
+
 def paths(quick: bool, out: str | None) -> dict:
     """IMG_DIR, RESULTS_DIR and STORAGE (the queue of runs to train) for a run (absolute);
     finished runs live in RESULTS_DIR/runs."""
-    base = Path(out).resolve() if out else (QUICK_DIR if quick else REPO)
+    base = base_dir(quick, out)
     img, res = base / "img", base / "results"
     return {"IMG_DIR": str(img), "RESULTS_DIR": str(res),
             "STORAGE": f"sqlite:///{base / 'build' / 'runs.optuna.sqlite3'}"}
 
 
+def notebook_parameters(p: dict, notebook_dir: Path | None = None) -> dict:
+    """The paths of :func:`paths` relative to the notebooks' folder (the kernel's cwd), as the
+    notebooks' own defaults are ("../img"): no absolute path reaches an executed notebook."""
+    nbdir = notebook_dir or NOTEBOOK_DIR
+
+    def rel(path: str) -> str:
+        return os.path.relpath(path, nbdir).replace(os.sep, "/")
+    storage = p["STORAGE"]
+    if storage.startswith("sqlite:///"):
+        storage = "sqlite:///" + rel(storage[len("sqlite:///"):])
+    return {"IMG_DIR": rel(p["IMG_DIR"]), "RESULTS_DIR": rel(p["RESULTS_DIR"]), "STORAGE": storage}
+
+
 def notebook_title(nb) -> str:
-    """The first Markdown heading of a notebook (its file name otherwise)."""
+    """The first Markdown heading of a notebook ("" if none), numbered "NN · Question"."""
     for cell in nb.cells:
         if cell.cell_type == "markdown":
             for line in cell.source.splitlines():
                 if line.lstrip().startswith("#"):
-                    return line.lstrip("# ").strip()
+                    return display_title(line.lstrip("# ").strip())
     return ""
+
+
+def display_title(title: str) -> str:
+    """One style for every title: "05 — How ..." and "05 - How ..." read "05 · How ..."."""
+    return re.sub(r"^(\d\d)\s*[—–:-]\s*", r"\1 · ", title)
 
 
 def check_data() -> None:
@@ -92,13 +148,157 @@ def cell_error(nb_path: Path, err) -> str:
             f"{getattr(err, 'ename', type(err).__name__)}: {getattr(err, 'evalue', err)}")
 
 
-def export_html(ipynb: Path, html_path: Path) -> None:
+# ----------------------------------------------------------------------------- cleaning
+def _plain(text: str) -> str:
+    """Markdown/TeX text reduced to plain words for an alt attribute."""
+    text = re.sub(r"\$+([^$]*)\$+", r"\1", text)
+    text = re.sub(r"\\(alpha|beta|gamma|delta|epsilon|varepsilon|eta|theta|lambda|mu|rho|sigma|tau)\b",
+                  r"\1", text)                                     # Greek letters by name
+    text = re.sub(r"\\[a-zA-Z]+", "", text)
+    text = re.sub(r"[#*_`{}\\]|\[|\]\([^)]*\)", "", text)
+    return " ".join(text.split())
+
+
+def figure_alt(cell, previous_markdown: str, title: str, k: int) -> str:
+    """Alt text of a figure: the file it is saved as (a "NN_name" string in the cell), the text
+    just above it, and which figure of which notebook it is."""
+    names = re.findall(r"""["'](\d\d_[A-Za-z0-9_.\-]+?)(?:\.png)?["']""", cell.source)
+    lead = _plain(previous_markdown.strip().split("\n\n")[0])[:200]
+    parts = [f"Figure {k} of {title or 'the notebook'}"]
+    if names:
+        parts.append("(" + ", ".join(dict.fromkeys(names)) + ")")
+    return " ".join(parts) + (f": {lead}" if lead else "")
+
+
+def clean_notebook(nb, title: str | None = None):
+    """Make an executed notebook reproducible byte for byte: no papermill or timing metadata
+    (start/end times, durations, input/output paths), the injected parameters cell with a fixed
+    id, known library noise removed from stderr, and alt text (``metadata['image/png']['alt']``)
+    on every figure. Returns ``nb`` (changed in place)."""
+    title = title if title is not None else notebook_title(nb)
+    nb.metadata.pop("papermill", None)
+    previous, k = "", 0
+    for cell in nb.cells:
+        cell.metadata.pop("papermill", None)
+        cell.metadata.pop("execution", None)
+        if "injected-parameters" in cell.metadata.get("tags", []):
+            cell["id"] = "injected-parameters"
+        if cell.cell_type == "markdown":
+            previous = cell.source
+            continue
+        if cell.cell_type != "code":
+            continue
+        outputs = []
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "stream" and out.get("name") == "stderr":
+                lines = [ln for ln in out.get("text", "").splitlines(keepends=True)
+                         if not any(n.search(ln) for n in NOISE)]
+                if not "".join(lines).strip():
+                    continue
+                out["text"] = "".join(lines)
+            if "image/png" in out.get("data", {}):
+                k += 1
+                meta = out.setdefault("metadata", {}).setdefault("image/png", {})
+                meta["alt"] = figure_alt(cell, previous, title, k)
+            outputs.append(out)
+        cell["outputs"] = outputs
+    return nb
+
+
+def without_injected_parameters(nb):
+    """A copy of an executed notebook as it is committed: papermill's injected cell dropped
+    (the parameters cell's defaults are the full run's) and execution counts renumbered."""
+    nb = copy.deepcopy(nb)
+    nb.cells = [c for c in nb.cells if "injected-parameters" not in c.metadata.get("tags", [])]
+    n = 0
+    for cell in nb.cells:
+        if cell.cell_type == "code" and cell.get("execution_count") is not None:
+            n += 1
+            cell["execution_count"] = n
+            for out in cell.get("outputs", []):
+                if "execution_count" in out:
+                    out["execution_count"] = n
+    return nb
+
+
+def write_if_changed(path: Path, text: str) -> None:
+    """Write ``text`` unless the file already holds it (so an unchanged render touches nothing)."""
+    if not path.exists() or path.read_text(encoding="utf-8") != text:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+
+
+# ----------------------------------------------------------------------------- HTML
+# The exporter's template: JupyterLab's, with KaTeX (shipped in assets/katex) instead of MathJax
+# from a CDN, no require.js or Mermaid from a CDN, and each figure's alt text from its output
+# metadata (clean_notebook writes it).
+REPORT_TEMPLATE = r"""{%- extends 'index.html.j2' -%}
+{%- block html_head_js_requirejs -%}{%- endblock html_head_js_requirejs -%}
+{%- block html_head_js_mermaidjs -%}{%- endblock html_head_js_mermaidjs -%}
+{%- block html_head_js_mathjax -%}
+<link rel="stylesheet" href="assets/katex/katex.min.css">
+<script defer src="assets/katex/katex.min.js"></script>
+<script defer src="assets/katex/contrib/auto-render.min.js"></script>
+<script>
+document.addEventListener("DOMContentLoaded", function () {
+  renderMathInElement(document.body, {
+    delimiters: [{left: "$$", right: "$$", display: true}, {left: "\\[", right: "\\]", display: true},
+                 {left: "$", right: "$", display: false}, {left: "\\(", right: "\\)", display: false}],
+    throwOnError: false});
+});
+</script>
+<style>.report-nav{font-family:sans-serif;margin:0 0 1em 0}.jp-RenderedImage img{max-width:100%;height:auto}</style>
+{%- endblock html_head_js_mathjax -%}
+{% block data_png scoped %}
+<div class="jp-RenderedImage jp-OutputArea-output {{ extra_class }}">
+<img src="data:image/png;base64,{{ output.data['image/png'] | escape_html }}"
+ alt="{{ output.metadata.get('image/png', {}).get('alt', 'figure') | escape_html }}">
+</div>
+{%- endblock data_png %}
+"""
+
+
+def copy_katex(html_dir: Path) -> None:
+    """KaTeX (the math renderer, MIT, vendored from npm) next to the HTML pages: formulas render
+    without a network."""
+    for src in sorted(KATEX_DIR.rglob("*")):
+        if src.is_file():
+            dst = html_dir / "assets" / "katex" / src.relative_to(KATEX_DIR)
+            if not dst.exists() or dst.read_bytes() != src.read_bytes():
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(src, dst)
+
+
+def export_html(ipynb: Path, html_path: Path, notebook_link: str | None = None) -> None:
+    """HTML of an executed notebook for a reader: code cells hidden except the parameters, no
+    prompts, formulas typeset by the local KaTeX, alt text on figures, links to the index and to
+    the notebook itself at the top."""
     nb = nbformat.read(ipynb, as_version=4)
-    body, _ = HTMLExporter().from_notebook_node(nb)
+    title = notebook_title(nb) or ipynb.stem
+    nb.metadata["title"] = title
+    for cell in nb.cells:
+        if cell.cell_type == "markdown" and cell.source.lstrip().startswith("#"):
+            head, _, rest = cell.source.partition("\n")
+            cell.source = "# " + display_title(head.lstrip("# ").strip()) + ("\n" + rest if rest else "")
+            break
+    for cell in nb.cells:
+        if cell.cell_type == "code" and not PARAMETER_TAGS & set(cell.metadata.get("tags", [])):
+            cell.metadata["tags"] = [*cell.metadata.get("tags", []), "report-hide-input"]
+    exporter = HTMLExporter(exclude_input_prompt=True, exclude_output_prompt=True, template_file="report.html.j2",
+                            extra_loaders=[DictLoader({"report.html.j2": REPORT_TEMPLATE})])
+    exporter.register_preprocessor(TagRemovePreprocessor(remove_input_tags={"report-hide-input"}), enabled=True)
+    body, _ = exporter.from_notebook_node(nb)
+    nav = ["<a href='../index.html'>← the report's front page</a>"]
+    if notebook_link:
+        nav.append(f"<a href='{html.escape(notebook_link)}'>this notebook ({html.escape(ipynb.name)})</a>")
+    nav_html = f"<p class='report-nav'>{' · '.join(nav)}</p>"
+    body = re.sub(r"(<main>)", lambda m: m.group(1) + "\n" + nav_html, body, count=1)
     html_path.parent.mkdir(parents=True, exist_ok=True)
-    html_path.write_text(body, encoding="utf-8")
+    copy_katex(html_path.parent)
+    write_if_changed(html_path, body)
 
 
+# ----------------------------------------------------------------------------- timing, index
 def read_timing(path: Path) -> dict[str, dict]:
     if not path.exists():
         return {}
@@ -115,49 +315,123 @@ def write_timing(path: Path, rows: dict[str, dict]) -> None:
             w.writerow({k: rows[name].get(k, "") for k in TIMING_FIELDS})
 
 
-def write_index(results_dir: Path, img_dir: Path, timing: dict[str, dict], quick: bool) -> Path:
-    """``index.html``: one section per notebook with a link to its HTML, its title and run
-    time, and the tables (``NN_*.csv|md`` in RESULTS_DIR) and figures (``NN_*.png`` in
-    IMG_DIR) it wrote."""
+def sweep_grid(t: pd.DataFrame) -> pd.DataFrame:
+    """Notebook 02's table as a grid: final test accuracy (%) with its 95% CI per rule (rows,
+    catalogue order) and lr (columns); "diverged (k/n)" where every run diverged."""
+    def cell(r):
+        if not np.isfinite(r.test_acc):
+            return f"diverged ({int(r.diverged)}/{int(r.runs)})"
+        ci = (f"[{100 * r.test_acc_lo:.1f}, {100 * r.test_acc_hi:.1f}]" if np.isfinite(r.test_acc_lo)
+              else f"(n={int(r.runs - r.diverged)})")
+        return f"{100 * r.test_acc:.1f} {ci}" + (f", {int(r.diverged)}/{int(r.runs)} diverged" if r.diverged else "")
+    t = t.assign(cell=[cell(r) for r in t.itertuples()])
+    wide = t.pivot(index="rule", columns="lr", values="cell")
+    wide = wide.reindex([r for r in RULE_ORDER if r in wide.index])
+    wide.index = [rule_label(r) for r in wide.index]
+    wide.index.name = "rule"
+    wide.columns = [f"lr {lr:g}" for lr in wide.columns]
+    return wide.reset_index()
+
+
+def key_table(results_dir: Path, nn: str) -> tuple[str, pd.DataFrame] | None:
+    """The table the front page shows for notebook ``nn`` (name, frame), or None."""
+    if nn == "02" and (results_dir / "02_sweep_table.csv").exists():
+        return "02_sweep_table", sweep_grid(pd.read_csv(results_dir / "02_sweep_table.csv"))
+    name, cols = KEY_TABLE.get(nn, (None, None))
+    if name is None or not (results_dir / f"{name}.csv").exists():
+        found = sorted(results_dir.glob(f"{nn}_*.csv"))
+        if not found:
+            return None
+        name, cols = found[0].stem, None
+    df = pd.read_csv(results_dir / f"{name}.csv")
+    if cols:
+        df = df[[c for c in cols if c in df.columns]]
+    if "rule" in df.columns:
+        df["rule"] = [rule_label(r) if r in RULE_ORDER else r for r in df["rule"]]
+    return name, df
+
+
+def table_html(df: pd.DataFrame) -> str:
+    """A frame as a plain HTML table, numbers to 4 significant digits."""
+    def fmt(v):
+        if isinstance(v, (float, np.floating)):
+            return "" if np.isnan(v) else format(float(v), ".4g")
+        return str(v)
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
+    rows = "".join("<tr>" + "".join(f"<td>{html.escape(fmt(v))}</td>" for v in row) + "</tr>"
+                   for row in df.itertuples(index=False, name=None))
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+
+
+def write_index(results_dir: Path, img_dir: Path, notebooks: list[tuple[str, str]], quick: bool,
+                notebook_dir: Path | None = None) -> Path:
+    """``index.html``, the report's front page: per notebook (``(stem, title)`` pairs) its
+    question, its headline figure at full width, its key table as an HTML table, a link to its
+    HTML page and to the notebook; then its other figures and its tables (CSV) by name. Nothing
+    in it changes unless the results do (no dates, no run times)."""
     def rel(p: Path) -> str:
         return html.escape(os.path.relpath(p, results_dir).replace(os.sep, "/"))
-
-    parts = ["<!DOCTYPE html>", "<html><head><meta charset='utf-8'>",
-             "<title>Optimizers on Fashion-MNIST: report</title>",
-             "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto;line-height:1.4}"
-             "td,th{padding:0 .8em 0 0;text-align:left}img{max-width:18em;margin:.3em}"
+    nbdir = notebook_dir or results_dir.parent / "notebooks"
+    parts = ["<!DOCTYPE html>", "<html lang='en'><head><meta charset='utf-8'>",
+             "<meta name='viewport' content='width=device-width, initial-scale=1'>",
+             "<title>Deep-learning optimizers, measured</title>",
+             "<style>body{font-family:sans-serif;max-width:64em;margin:2em auto;padding:0 1em;line-height:1.45}"
+             "figure{margin:1em 0}figure img{width:100%;height:auto;border:1px solid #ddd}"
+             "table{border-collapse:collapse;font-size:.9em;margin:.5em 0}"
+             "td,th{padding:.15em .7em;text-align:left;border-bottom:1px solid #eee}"
+             "th{border-bottom:1px solid #999}section{margin-bottom:3em}.more{font-size:.9em;color:#444}"
              "</style></head><body>",
-             "<h1>Optimizers on Fashion-MNIST: report</h1>",
-             f"<p>{'QUICK mode (tiny grid; numbers are not results). ' if quick else ''}"
-             f"Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC by "
-             "<code>python -m optreport.report</code>.</p>"]
-    total = 0.0
-    for name in sorted(timing):
-        row = timing[name]
-        nn = name[:2]
-        h = results_dir / "html" / f"{name}.html"
-        secs = float(row.get("seconds") or 0)
-        total += secs
-        link = (f"<a href='{rel(h)}'>{html.escape(name)}</a>" if h.exists()
-                else html.escape(name))
-        parts.append(f"<h2>{link}: {html.escape(row.get('title', ''))}</h2>")
-        parts.append(f"<p>Status: {html.escape(row.get('status', ''))}; run time {secs:.0f} s"
-                     f" (finished {html.escape(row.get('finished_utc', ''))}).</p>")
-        tables = sorted(p for p in results_dir.glob(f"{nn}_*") if p.suffix in (".csv", ".md"))
-        if tables:
-            parts.append("<p>Tables: " + ", ".join(f"<a href='{rel(p)}'>{html.escape(p.name)}</a>"
-                                                   for p in tables) + "</p>")
+             "<h1>Deep-learning optimizers, measured</h1>",
+             "<p>How do SGD, Momentum, Nesterov, Adagrad, RMSProp, AdaDelta, Adam, NAdam, AdamW and two new "
+             "rules, Gravity and Cosine, behave when a Fashion-MNIST classifier is trained with them? "
+             "One section per notebook: its question, its headline figure and key table; the notebook's "
+             "page has every figure, table and reading.</p>"]
+    if quick:
+        parts.append("<p><strong>QUICK mode</strong>: a tiny grid for the tests; the numbers are not results.</p>")
+    parts.append("<ol>" + "".join(f"<li><a href='#nb{html.escape(stem[:2])}'>{html.escape(title)}</a></li>"
+                                  for stem, title in notebooks) + "</ol>")
+    for stem, title in notebooks:
+        nn = stem[:2]
+        page = results_dir / "html" / f"{stem}.html"
+        head = (f"<a href='{rel(page)}'>{html.escape(title)}</a>" if page.exists() else html.escape(title))
+        parts.append(f"<section id='nb{html.escape(nn)}'><h2>{head}</h2>")
         figs = sorted(img_dir.glob(f"{nn}_*.png"))
-        if figs:
-            parts.append("<p>Figures:</p><div>" + "".join(
-                f"<a href='{rel(p)}'><img src='{rel(p)}' alt='{html.escape(p.stem)}' "
-                f"title='{html.escape(p.stem)}'></a>" for p in figs) + "</div>")
-    parts.append(f"<p>Total run time of the listed notebooks: {total:.0f} s.</p></body></html>")
+        key_fig = img_dir / KEY_FIGURE.get(nn, "")
+        key_fig = key_fig if key_fig in figs else (figs[0] if figs else None)
+        if key_fig is not None:
+            parts.append(f"<figure><img src='{rel(key_fig)}' alt='{html.escape(title)}: headline figure "
+                         f"({html.escape(key_fig.stem)})'><figcaption>{html.escape(key_fig.name)}"
+                         "</figcaption></figure>")
+        kt = key_table(results_dir, nn)
+        if kt is not None:
+            name, df = kt
+            shown = df.head(KEY_TABLE_ROWS)
+            note = (f" (first {KEY_TABLE_ROWS} of {len(df)} rows)" if len(df) > KEY_TABLE_ROWS else "")
+            parts.append(f"<p>Key table, <code>{html.escape(name)}</code>{note}:</p>{table_html(shown)}")
+        links = []
+        if page.exists():
+            links.append(f"<a href='{rel(page)}'>read the notebook: every figure, table and reading</a>")
+        nb_file = nbdir / f"{stem}.ipynb"
+        if nb_file.exists():
+            links.append(f"<a href='{rel(nb_file)}'>the notebook ({html.escape(nb_file.name)})</a>")
+        if links:
+            parts.append("<p>" + " · ".join(links) + "</p>")
+        other = [p for p in figs if p != key_fig]
+        if other:
+            parts.append("<p class='more'>Other figures: " + ", ".join(
+                f"<a href='{rel(p)}'>{html.escape(p.name)}</a>" for p in other) + "</p>")
+        tables = sorted(results_dir.glob(f"{nn}_*.csv"))
+        if tables:
+            parts.append("<p class='more'>Tables as CSV (shown on the notebook's page): " + ", ".join(
+                f"<a href='{rel(p)}'>{html.escape(p.name)}</a>" for p in tables) + "</p>")
+        parts.append("</section>")
+    parts.append("</body></html>\n")
     index = results_dir / "index.html"
-    index.write_text("\n".join(parts), encoding="utf-8")
+    write_if_changed(index, "\n".join(parts))
     return index
 
 
+# ----------------------------------------------------------------------------- README
 README_START, README_END = "<!-- headline:start -->", "<!-- headline:end -->"
 
 
@@ -171,34 +445,21 @@ def training_seconds(runs_dir: Path) -> float:
 def headline_markdown(results_dir: Path, img_dir: Path) -> str:
     """The README's headline, built only from the files a full run wrote: notebook 02's heat
     map and table (final test accuracy, mean and 95% CI over seeds, per rule and lr), and the
-    run times (notebook wall times; training and evaluation seconds summed over the runs stored
-    in ``<results_dir>/runs``)."""
+    training and evaluation seconds summed over the runs stored in ``<results_dir>/runs``. It
+    changes only when those change."""
     t = pd.read_csv(results_dir / "02_sweep_table.csv")
-    def cell(r):
-        if not np.isfinite(r.test_acc):
-            return f"diverged ({int(r.diverged)}/{int(r.runs)})"
-        ci = (f"[{100 * r.test_acc_lo:.1f}, {100 * r.test_acc_hi:.1f}]" if np.isfinite(r.test_acc_lo)
-              else f"(n={int(r.runs - r.diverged)})")
-        return f"{100 * r.test_acc:.1f} {ci}" + (f", {int(r.diverged)}/{int(r.runs)} diverged" if r.diverged else "")
-    t["cell"] = [cell(r) for r in t.itertuples()]
-    wide = t.pivot(index="rule", columns="lr", values="cell")
-    wide = wide.reindex([r for r in RULE_ORDER if r in wide.index])
+    wide = sweep_grid(t)
     seeds = int(t["runs"].max())
+    cols = list(wide.columns[1:])
     lines = [f"![final test accuracy per rule and lr]({img_dir.name}/02_final_test_acc_heatmap.png)", "",
              f"Final test accuracy (%) of the quickstart MLP after notebook 02's epochs, mean and 95% "
              f"CI over {seeds} seeds ([full table](results/02_sweep_table.md)):", "",
-             "| rule | " + " | ".join(f"lr {lr:g}" for lr in wide.columns) + " |",
-             "|---|" + "---|" * len(wide.columns)]
-    lines += [f"| {rule_label(rule)} | " + " | ".join(str(v) for v in row) + " |"
-              for rule, row in zip(wide.index, wide.itertuples(index=False))]
-    timing = pd.read_csv(results_dir / "report_timing.csv")
-    timing = timing[~timing["quick"].astype(str).str.lower().eq("true")]
+             "| rule | " + " | ".join(cols) + " |",
+             "|---|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in wide.itertuples(index=False)]
     train_s = training_seconds(results_dir / "runs")
-    spent = ", ".join(f"{r.notebook} {float(r.seconds) / 60:.1f} min" for r in timing.itertuples())
     lines += ["", f"Run times on this machine (2 cores): training and evaluation of the stored runs add up to "
-              f"{train_s / 3600:.1f} process-hours (two worker processes share the cores)"
-              + (f"; the last `make report` spent {spent} (runs already in the store are reused, "
-                 f"not retrained)" if spent else "") + "."]
+              f"{train_s / 3600:.1f} process-hours (two worker processes share the cores)."]
     return "\n".join(lines)
 
 
@@ -210,10 +471,11 @@ def update_readme(results_dir: Path, img_dir: Path, readme: Path | None = None) 
         return False
     head, rest = text.split(README_START, 1)
     _, tail = rest.split(README_END, 1)
-    readme.write_text(f"{head}{README_START}\n{headline_markdown(results_dir, img_dir)}\n{README_END}{tail}")
+    write_if_changed(readme, f"{head}{README_START}\n{headline_markdown(results_dir, img_dir)}\n{README_END}{tail}")
     return True
 
 
+# ----------------------------------------------------------------------------- the job
 def run(args) -> int:
     nbs = find_notebooks(args.only)
     if not nbs:
@@ -221,20 +483,26 @@ def run(args) -> int:
               file=sys.stderr)
         return 1
     check_data()
+    base = base_dir(args.quick, args.out)
     p = paths(args.quick, args.out)
     results_dir, img_dir = Path(p["RESULTS_DIR"]), Path(p["IMG_DIR"])
-    for d in (results_dir / "notebooks", results_dir / "html", img_dir):
+    # quick mode: executed notebooks next to its results; full run: executed in build/, written
+    # back to notebooks/ once they succeed
+    executed_dir = base / "notebooks" if args.quick else base / "build" / "executed"
+    for d in (executed_dir, results_dir / "html", img_dir):
         d.mkdir(parents=True, exist_ok=True)
-    params = {"QUICK": bool(args.quick), **p, "WORKERS": int(args.workers),
+    params = {"QUICK": bool(args.quick), **notebook_parameters(p), "WORKERS": int(args.workers),
               "FORCE": bool(args.rerun)}
-    timing_csv = results_dir / "report_timing.csv"
+    for k, v in KERNEL_ENV.items():
+        os.environ.setdefault(k, v)
+    timing_csv = base / "build" / "report_timing.csv"
     timing = read_timing(timing_csv)
     print(f"report: {len(nbs)} notebook(s); {'QUICK, ' if args.quick else ''}results -> "
           f"{results_dir}, figures -> {img_dir}", flush=True)
     t_all = time.perf_counter()
     status = 0
     for i, nb_path in enumerate(nbs, 1):
-        out_nb = results_dir / "notebooks" / nb_path.name
+        out_nb = executed_dir / nb_path.name
         title = notebook_title(nbformat.read(nb_path, as_version=4))
         print(f"[{i}/{len(nbs)}] {nb_path.name}: {title}", flush=True)
         t0 = time.perf_counter()
@@ -242,15 +510,22 @@ def run(args) -> int:
         try:
             pm.execute_notebook(str(nb_path), str(out_nb), parameters=params,
                                 kernel_name="python3", cwd=str(NOTEBOOK_DIR),
-                                progress_bar=not args.no_progress, execution_timeout=None)
+                                progress_bar=not args.no_progress, execution_timeout=None,
+                                extra_arguments=KERNEL_ARGS, record_timing=False)
         except PapermillExecutionError as e:
             error = e
         secs = time.perf_counter() - t0
         timing[nb_path.stem] = {"notebook": nb_path.stem, "title": title, "seconds": f"{secs:.1f}",
-                                "status": "failed" if error else "ok", "quick": args.quick,
-                                "finished_utc": f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M}"}
+                                "status": "failed" if error else "ok", "quick": args.quick}
         if out_nb.exists():
-            export_html(out_nb, results_dir / "html" / f"{nb_path.stem}.html")
+            nb = clean_notebook(nbformat.read(out_nb, as_version=4), title)
+            write_if_changed(out_nb, nbformat.writes(nb) + "\n")
+            if error is None and not args.quick:
+                committed = nbformat.writes(without_injected_parameters(nb)) + "\n"
+                write_if_changed(NOTEBOOK_DIR / nb_path.name, committed)
+            html_path = results_dir / "html" / f"{nb_path.stem}.html"
+            link = os.path.relpath((base / "notebooks" / nb_path.name), html_path.parent).replace(os.sep, "/")
+            export_html(out_nb, html_path, link)
         write_timing(timing_csv, timing)
         if error is not None:
             print(f"\nreport: FAILED: {cell_error(nb_path, error)}\n"
@@ -260,7 +535,8 @@ def run(args) -> int:
             break
         print(f"    {nb_path.name}: {secs:.1f} s", flush=True)
     total = time.perf_counter() - t_all
-    index = write_index(results_dir, img_dir, timing, args.quick)
+    listed = [(nb.stem, notebook_title(nbformat.read(nb, as_version=4)) or nb.stem) for nb in find_notebooks()]
+    index = write_index(results_dir, img_dir, listed, args.quick, base / "notebooks")
     print(f"report: total {total:.1f} s; index: {index}", flush=True)
     if status == 0 and not args.quick and args.out is None and (results_dir / "02_sweep_table.csv").exists():
         update_readme(results_dir, img_dir)
@@ -270,9 +546,9 @@ def run(args) -> int:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m optreport.report", description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true",
-                    help="tiny grid, outputs under build/quick/ (never touches img/, results/)")
+                    help="tiny grid, outputs under build/quick/ (never touches notebooks/, img/, results/)")
     ap.add_argument("--rerun", action="store_true", help="retrain every run (FORCE=True)")
-    ap.add_argument("--out", metavar="DIR", help="output folder (DIR/img, DIR/results)")
+    ap.add_argument("--out", metavar="DIR", help="output folder (DIR/img, DIR/results, DIR/notebooks)")
     ap.add_argument("--only", nargs="+", metavar="NN", help="run only these notebooks (01 02 ...)")
     ap.add_argument("--workers", type=int, default=2, help="worker processes for sweeps (2)")
     ap.add_argument("--no-progress", action="store_true", help="no per-cell progress bar")

@@ -40,7 +40,7 @@ def save_table(df: pd.DataFrame, results_dir: str | Path, name: str) -> Path:
     """Write ``df`` as ``results_dir/name.csv`` and a Markdown copy ``name.md``; return the CSV."""
     out = Path(results_dir)
     out.mkdir(parents=True, exist_ok=True)
-    df.to_csv(out / f"{name}.csv", index=False)
+    df.to_csv(out / f"{name}.csv", index=False, float_format="%.10g")   # fixed digits: re-renders diff clean
     (out / f"{name}.md").write_text(markdown_table(df))
     return out / f"{name}.csv"
 
