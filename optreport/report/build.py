@@ -62,6 +62,9 @@ PARAMETER_TAGS = {"parameters", "injected-parameters"}
 # Library noise removed from the notebooks' stderr outputs (and kept out of the kernel's log):
 # torch's CUDA probe on a CPU-only machine, the kernel's note on its local TCP transport.
 NOISE = [re.compile(p) for p in (r"No CUDA runtime is found", r"running over TCP without encryption")]
+# A library's own warning (raised in site-packages, e.g. scipy's "Precision loss ..." on the quick
+# grid's near-identical samples): its line and the indented source line after it.
+LIBRARY_WARNING = re.compile(r"^[^\n]*site-packages/[^\n]*:\d+: \w*Warning: [^\n]*\n?(?:[ \t]+[^\n]*\n?)*", re.M)
 KERNEL_ENV = {"TORCH_LOGS": "-all"}          # torch's own warnings (the CUDA probe) off, kernel and workers
 KERNEL_ARGS = ["--IPKernelApp.log_level=ERROR"]
 
@@ -191,7 +194,8 @@ def clean_notebook(nb, title: str | None = None):
         outputs = []
         for out in cell.get("outputs", []):
             if out.get("output_type") == "stream" and out.get("name") == "stderr":
-                lines = [ln for ln in out.get("text", "").splitlines(keepends=True)
+                text = LIBRARY_WARNING.sub("", out.get("text", ""))
+                lines = [ln for ln in text.splitlines(keepends=True)
                          if not any(n.search(ln) for n in NOISE)]
                 if not "".join(lines).strip():
                     continue
