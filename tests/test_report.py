@@ -123,7 +123,10 @@ def _papermill_like_notebook():
                                "/x/site-packages/scipy/stats/_a.py:430: RuntimeWarning: Precision loss\n"
                                "  return f(*args)\n"),
         nbformat.v4.new_output("display_data", data={"image/png": "iVBORw0KGgo=", "text/plain": "<Figure>"}),
+        nbformat.v4.new_output("display_data", data={"application/vnd.jupyter.widget-view+json": {
+            "model_id": "c402cb715e204090b62793abb27153ae"}, "text/plain": "runs:   0%|"}),
         nbformat.v4.new_output("execute_result", data={"text/plain": "1"}, execution_count=4)]
+    nb.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": {}}}
     return nb
 
 
@@ -132,6 +135,7 @@ def test_clean_notebook_strips_timing_paths_and_noise():
     nb = report.clean_notebook(copy.deepcopy(raw))
     text = nbformat.writes(nb)
     assert "papermill" not in text and "iopub" not in text and "start_time" not in text
+    assert "widget" not in text and len(nb.cells[4].outputs) == 3
     assert nb.cells[2].id == "injected-parameters"
     outs = nb.cells[4].outputs
     assert [o.get("text") for o in outs[:1]] == ["a real warning\n"]

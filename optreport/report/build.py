@@ -175,11 +175,12 @@ def figure_alt(cell, previous_markdown: str, title: str, k: int) -> str:
 
 def clean_notebook(nb, title: str | None = None):
     """Make an executed notebook reproducible byte for byte: no papermill or timing metadata
-    (start/end times, durations, input/output paths), the injected parameters cell with a fixed
-    id, known library noise removed from stderr, and alt text (``metadata['image/png']['alt']``)
-    on every figure. Returns ``nb`` (changed in place)."""
+    (start/end times, durations, input/output paths), no progress-bar widgets, the injected
+    parameters cell with a fixed id, library warnings and known noise removed from stderr, and
+    alt text (``metadata['image/png']['alt']``) on every figure. Returns ``nb`` (changed in place)."""
     title = title if title is not None else notebook_title(nb)
     nb.metadata.pop("papermill", None)
+    nb.metadata.pop("widgets", None)             # progress-bar widgets' state (random ids)
     previous, k = "", 0
     for cell in nb.cells:
         cell.metadata.pop("papermill", None)
@@ -193,6 +194,8 @@ def clean_notebook(nb, title: str | None = None):
             continue
         outputs = []
         for out in cell.get("outputs", []):
+            if "application/vnd.jupyter.widget-view+json" in out.get("data", {}):
+                continue                         # a live progress bar: nothing for a reader, random id
             if out.get("output_type") == "stream" and out.get("name") == "stderr":
                 text = LIBRARY_WARNING.sub("", out.get("text", ""))
                 lines = [ln for ln in text.splitlines(keepends=True)
