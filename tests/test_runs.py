@@ -555,3 +555,12 @@ def test_readme_many_machine_recipe_runs_a_grid_exactly_once(pg, tmp_path, fx):
     assert done == {k: 1 for k in keys}
     states = Counter(t.state for t in engine.Queue(url).trials())
     assert states[TrialState.COMPLETE] == len(keys) and states[TrialState.FAIL] == 1
+
+
+def test_a_worker_of_a_dead_sweep_takes_no_new_run(tmp_path, fx):
+    """run_grid's worker processes end with the sweep that started them (no orphans training on)."""
+    cs = tiny_grid(epochs=1)[:1]
+    storage = f"sqlite:///{tmp_path}/q.sqlite3"
+    s = run_worker(cs, storage, runs_dir=tmp_path / "runs", data_dir=fx, parent=-1)
+    assert s["ran"] == 0
+    assert [t.state for t in engine.Queue(storage).trials()] == [TrialState.WAITING]

@@ -120,11 +120,13 @@ class WorkerSummary(dict):
 def run_worker(configs, storage=DEFAULT_STORAGE, *, runs_dir=results.RUNS_DIR, data=None, data_dir=None,
                wait=True, poll=2.0, bar=None, force=False, enqueue=True, max_retry=engine.MAX_RETRY,
                heartbeat_interval=engine.HEARTBEAT_INTERVAL, grace_period=engine.GRACE_PERIOD,
-               experiment=None) -> WorkerSummary:
+               experiment=None, parent=None) -> WorkerSummary:
     """Run the configs' trials until every one is finished (complete, or failed with no retry
     left); returns what this worker did. ``enqueue``: first enqueue the configs that are neither
     stored in ``runs_dir`` (None: no local folder) nor queued. ``wait``: while only other
-    workers' runs are left, keep watching them (a dead worker's run is retried here)."""
+    workers' runs are left, keep watching them (a dead worker's run is retried here). ``parent``: the
+    pid of the process that started this worker; when it is gone, take no new run (run_grid's
+    workers end with the sweep that started them)."""
     configs = validate_all(configs)
     by_key = {c.key: c for c in configs}
     q = engine.Queue(storage, max_retry=max_retry, heartbeat_interval=heartbeat_interval,
@@ -137,6 +139,9 @@ def run_worker(configs, storage=DEFAULT_STORAGE, *, runs_dir=results.RUNS_DIR, d
     summary = WorkerSummary(ran=0, failed=0, retried=0, yielded=0, reaped=0, failed_keys=[])
     todo = set(by_key) - local
     while True:
+        if parent is not None and os.getppid() != parent:
+            print("[runs] the sweep that started this worker is gone; stopping", file=sys.stderr, flush=True)
+            break
         summary["reaped"] += q.reap()
         trial = q.pop(todo)
         if trial is None:
@@ -214,9 +219,10 @@ def final_failures(storage, configs, runs_dir=results.RUNS_DIR) -> list[str]:
 
 # ---------------------------------------------------------------------------- a local grid
 
-def _worker_main(config_dicts, storage, runs_dir, data_dir, force):
+def _worker_main(config_dicts, storage, runs_dir, data_dir, force, parent):
     configs = [RunConfig.from_dict(d) for d in config_dicts]
-    run_worker(configs, storage, runs_dir=runs_dir, data_dir=data_dir, poll=1.0, enqueue=False, force=force)
+    run_worker(configs, storage, runs_dir=runs_dir, data_dir=data_dir, poll=1.0, enqueue=False, force=force,
+               parent=parent)
 
 
 def run_grid(configs, *, storage=DEFAULT_STORAGE, runs_dir=results.RUNS_DIR, workers=None, force=False,
@@ -254,7 +260,8 @@ def run_grid(configs, *, storage=DEFAULT_STORAGE, runs_dir=results.RUNS_DIR, wor
             else:
                 ctx = multiprocessing.get_context("spawn")
                 procs = [ctx.Process(target=_worker_main,
-                                     args=([c.as_dict() for c in todo], storage, str(runs_dir), data_dir, force))
+                                     args=([c.as_dict() for c in todo], storage, str(runs_dir), data_dir, force,
+                                           os.getpid()))
                          for _ in range(workers)]
                 for p in procs:
                     p.start()
