@@ -21,12 +21,14 @@ REPO = Path(__file__).resolve().parents[1]
 COMMITTED = ("img", "results", "notebooks")     # folders a quick run must never touch
 
 
-def folder_hash(folder: Path) -> str:
-    """SHA-256 over the relative paths, sizes and contents of every file under ``folder``."""
+def folder_hash(folder: Path, skip: tuple[str, ...] = ("runs",)) -> str:
+    """SHA-256 over the relative paths, sizes and contents of every file under ``folder``, except
+    under its top-level folders ``skip``: ``results/runs/`` grows while a training sweep runs
+    beside the tests (a quick run stores its runs under its own --out folder)."""
     h = hashlib.sha256()
     if folder.exists():
         for p in sorted(folder.rglob("*")):
-            if p.is_file():
+            if p.is_file() and p.relative_to(folder).parts[0] not in skip:
                 h.update(str(p.relative_to(folder)).encode())
                 h.update(p.read_bytes())
     return h.hexdigest()
