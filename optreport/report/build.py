@@ -527,12 +527,14 @@ def run(args) -> int:
         if out_nb.exists():
             nb = clean_notebook(nbformat.read(out_nb, as_version=4), title)
             write_if_changed(out_nb, nbformat.writes(nb) + "\n")
-            if error is None and not args.quick:
-                committed = nbformat.writes(without_injected_parameters(nb)) + "\n"
+            shown = out_nb
+            if error is None and not args.quick:     # the notebook as committed; its HTML without
+                committed = nbformat.writes(without_injected_parameters(nb)) + "\n"   # the injected cell
                 write_if_changed(NOTEBOOK_DIR / nb_path.name, committed)
+                shown = NOTEBOOK_DIR / nb_path.name
             html_path = results_dir / "html" / f"{nb_path.stem}.html"
             link = os.path.relpath((base / "notebooks" / nb_path.name), html_path.parent).replace(os.sep, "/")
-            export_html(out_nb, html_path, link)
+            export_html(shown, html_path, link)
         write_timing(timing_csv, timing)
         if error is not None:
             print(f"\nreport: FAILED: {cell_error(nb_path, error)}\n"
