@@ -53,6 +53,7 @@ test: setup system data
 	$(PY) -m pytest -q $(ARGS)
 
 bench: setup data
+	$(PY) -m optreport.report --only 04 --measure
 	$(PY) benchmarks/bench_optimizers.py
 	$(PY) benchmarks/bench_trainer.py
 

@@ -21,10 +21,12 @@ not dropped) and accuracy against cumulative wall-clock time.
 """
 from __future__ import annotations
 
+import datetime
 import os
 import platform
 import statistics
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -105,6 +107,23 @@ def machine_info() -> dict:
             "cpu_count": os.cpu_count(), "python": platform.python_version(),
             "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
             "torch_interop_threads": torch.get_num_interop_threads()}
+
+
+def stored_measurement(path, measure, *, remeasure: bool = False) -> pd.DataFrame:
+    """A speed measurement as data, not a side effect of rendering: the table stored at ``path``
+    (CSV) unless it is missing or ``remeasure`` is set; then ``measure()`` (a DataFrame) runs, is
+    stamped with the machine and the UTC date it ran on, and is stored first. Either way the table
+    is returned as read back from the file, so a render from a stored measurement and the render
+    that measured it see the same numbers."""
+    path = Path(path)
+    if remeasure or not path.exists():
+        m = machine_info()
+        df = measure().assign(
+            machine=f"{m['processor']}, {m['cpu_count']} cores, torch {m['torch']}",
+            measured_utc=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d"))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        df.to_csv(path, index=False, float_format="%.10g")
+    return pd.read_csv(path)
 
 
 def step_time_us(rule: str, model: str = "mlp", batch_size: int = 64, repeats: int = 7, *,

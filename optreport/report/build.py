@@ -500,6 +500,8 @@ def run(args) -> int:
         d.mkdir(parents=True, exist_ok=True)
     params = {"QUICK": bool(args.quick), **notebook_parameters(p), "WORKERS": int(args.workers),
               "FORCE": bool(args.rerun)}
+    if args.measure:           # notebook 04 re-times its microbenchmarks (stored in results/)
+        params["MEASURE"] = True
     for k, v in KERNEL_ENV.items():
         os.environ.setdefault(k, v)
     timing_csv = base / "build" / "report_timing.csv"
@@ -561,6 +563,10 @@ def main(argv=None) -> int:
     ap.add_argument("--only", nargs="+", metavar="NN", help="run only these notebooks (01 02 ...)")
     ap.add_argument("--workers", type=int, default=2, help="worker processes for sweeps (2)")
     ap.add_argument("--no-progress", action="store_true", help="no per-cell progress bar")
+    ap.add_argument("--measure", action="store_true",
+                    help="re-measure the speed microbenchmarks (notebook 04) on this machine and store them in "
+                         "results/ with the machine and date; without it they are read from results/ (use a "
+                         "quiet machine)")
     ap.add_argument("--readme", action="store_true",
                     help="only rewrite README.md's headline from the committed results, run nothing")
     args = ap.parse_args(argv)
