@@ -190,3 +190,18 @@ def test_seed004_table_and_figure():
     assert t.loc["sgd", "test_acc"] == pytest.approx(0.8905)
     fig = plotting.seed004_figure(costs.accuracy_vs_time(d, by=("rule", "lr")), [0.1], "small_mlp")
     plt.close(fig)
+
+
+def test_stored_measurement_is_data_not_a_render_side_effect(tmp_path):
+    calls = []
+
+    def measure():
+        calls.append(1)
+        return pd.DataFrame({"rule": ["sgd"], "step_us": [123.456789012345]})
+    path = tmp_path / "bench.csv"
+    first = costs.stored_measurement(path, measure)
+    again = costs.stored_measurement(path, measure)
+    assert len(calls) == 1 and first.equals(again)                 # read back, not re-measured
+    assert {"machine", "measured_utc"} <= set(first.columns)
+    costs.stored_measurement(path, measure, remeasure=True)
+    assert len(calls) == 2
