@@ -564,3 +564,29 @@ def test_a_worker_of_a_dead_sweep_takes_no_new_run(tmp_path, fx):
     s = run_worker(cs, storage, runs_dir=tmp_path / "runs", data_dir=fx, parent=-1)
     assert s["ran"] == 0
     assert [t.state for t in engine.Queue(storage).trials()] == [TrialState.WAITING]
+
+
+_OPEN_AT_ONCE = """
+import sys, time
+from optreport.runs import engine
+t0 = float(sys.argv[2])
+while time.time() < t0:
+    pass
+engine.Queue(sys.argv[1])
+print("ok")
+"""
+
+
+@pytest.mark.slow
+def test_workers_opening_a_fresh_postgres_database_at_once_all_start(pg):
+    """CI, session 3: two workers of the README recipe started together on an empty database; one
+    died creating Optuna's schema (UniqueViolation on ``alembic_version``). Six processes now open
+    each of three fresh databases at the same instant, and every one of them starts."""
+    for _ in range(3):
+        url = pg.new_database()
+        t0 = time.time() + 8.0          # after every process has imported torch and optuna
+        procs = [subprocess.Popen([sys.executable, "-c", _OPEN_AT_ONCE, url, str(t0)], stdout=subprocess.PIPE,
+                                  stderr=subprocess.STDOUT) for _ in range(6)]
+        outs = [p.communicate(timeout=300)[0].decode() for p in procs]
+        for p, out in zip(procs, outs, strict=True):
+            assert p.returncode == 0, out

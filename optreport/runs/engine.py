@@ -43,7 +43,9 @@ import warnings
 from pathlib import Path
 
 import optuna
+import sqlalchemy
 import sqlalchemy.exc
+import sqlalchemy.pool
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback, fail_stale_trials
 from optuna.trial import TrialState
 
@@ -90,11 +92,37 @@ def open_storage(url: str, *, create: bool = True, heartbeat_interval: int = HEA
         kwargs = {"connect_args": {"timeout": 60}}
     else:
         kwargs = {"pool_pre_ping": True}
-    with _quiet_experimental():
-        return retrying(lambda: RDBStorage(
-            url, engine_kwargs=kwargs, heartbeat_interval=heartbeat_interval, grace_period=grace_period,
-            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=max_retry)),
-            "open the run storage")
+
+    def build():
+        with _schema_lock(url), _quiet_experimental():
+            return RDBStorage(
+                url, engine_kwargs=kwargs, heartbeat_interval=heartbeat_interval, grace_period=grace_period,
+                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=max_retry))
+    return retrying(build, "open the run storage")
+
+
+_SCHEMA_LOCK = 0x6F70747265706F72  # any fixed 64-bit key: "optrepor"
+
+
+@contextlib.contextmanager
+def _schema_lock(url: str):
+    """On PostgreSQL, one process at a time creates Optuna's tables: workers started together on an
+    empty database otherwise race in ``CREATE TYPE``/``CREATE TABLE`` and all but one die with a
+    UniqueViolation. A session-level advisory lock, released when its connection closes (also if
+    the process dies). SQLite serialises schema creation itself."""
+    if not url.startswith("postgresql"):
+        yield
+        return
+    eng = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
+    try:
+        with eng.connect() as conn:
+            conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": _SCHEMA_LOCK})
+            try:
+                yield
+            finally:
+                conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": _SCHEMA_LOCK})
+    finally:
+        eng.dispose()
 
 
 @contextlib.contextmanager
