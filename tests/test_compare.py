@@ -6,13 +6,13 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats as st
 from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.power import TTestPower
 
 from optreport.analysis import compare as cmp
 from optreport.analysis import outcomes as oc
 from optreport.analysis.compare import Arm, Family, Pair
-from optreport.analysis.stats import mean_ci
 
 # ----------------------------------------------------------------------------- synthetic frames
 
@@ -273,9 +273,15 @@ def test_swapped_outcome_verdicts_read_from_the_other_side():
 
 # ----------------------------------------------------------------------------- intervals
 
+def t_lower(values):
+    """The plain Student-t 95% lower bound, which ignores the range."""
+    x = np.asarray(values, dtype=float)
+    return x.mean() - st.t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / np.sqrt(len(x))
+
+
 def test_accuracy_intervals_stay_in_0_1():
-    near_chance = [0.10, 0.10, 0.32]                       # stats.mean_ci goes below 0 here
-    assert mean_ci(near_chance)[1] < 0
+    near_chance = [0.10, 0.10, 0.32]                       # a plain t interval goes below 0 here
+    assert t_lower(near_chance) < 0
     for scale in ("clip", "logit"):
         m, lo, hi = cmp.accuracy_ci(near_chance, scale=scale)
         assert 0 <= lo <= hi <= 1 and m == pytest.approx(np.mean(near_chance))
@@ -285,12 +291,14 @@ def test_accuracy_intervals_stay_in_0_1():
 
 def test_loss_intervals_stay_at_or_above_0():
     rmsprop_like = [2.3, 2.31, 19.0]                       # one seed far off: a t interval dips below 0
-    assert mean_ci(rmsprop_like)[1] < 0
+    assert t_lower(rmsprop_like) < 0
     for scale in ("clip", "log"):
         m, lo, hi = cmp.loss_ci(rmsprop_like, scale=scale)
         assert 0 <= lo <= hi and m == pytest.approx(np.mean(rmsprop_like))
     m, lo, hi = cmp.loss_ci([0.3, 0.31, 0.29])
-    assert (lo, hi) == pytest.approx(mean_ci([0.3, 0.31, 0.29])[1:])       # inside the range: unchanged
+    x = np.array([0.3, 0.31, 0.29])
+    half = st.t.ppf(0.975, 2) * x.std(ddof=1) / np.sqrt(3)
+    assert (lo, hi) == pytest.approx((x.mean() - half, x.mean() + half))    # inside the range: unchanged
 
 
 def test_interval_edge_cases():
@@ -310,3 +318,32 @@ def test_bootstrap_refuses_fewer_than_five_seeds():
     assert lo < s < hi and hi - lo < 0.05
     assert cmp.bootstrap_ci(x, n_resamples=999) == cmp.bootstrap_ci(x, n_resamples=999)     # seeded
     assert cmp.bootstrap_ci([0.5] * 6) == (0.5, 0.5, 0.5)
+
+
+# ----------------------------------------------------------------------------- list-valued hyper-parameters
+
+def test_select_matches_list_valued_hparams_given_as_tuples():
+    """Adam's betas are stored as a JSON list; an arm gives them as a tuple (hashable) and still matches
+    its runs, and only its runs (other betas, or no betas, are other arms)."""
+    rows = []
+    for betas, base in (([0.817, 0.999], 0.85), ([0.9, 0.999], 0.80)):
+        for seed in range(3):
+            acc = base + 0.001 * seed
+            rows.append(dict(key=f"adam-{betas[0]}-{seed}", model="mlp", rule="adam", lr=0.64, seed=seed,
+                             hparams=json.dumps({"lr": 0.64, "betas": betas, "eps": 1.0}),
+                             final_test_acc=acc, val_test_acc=acc, last3_test_acc=acc, outcome=oc.TRAINED))
+    runs = pd.DataFrame(rows)
+    arm = Arm("adam", 0.64, extra=(("betas", (0.817, 0.999)), ("eps", 1.0)))
+    sel = cmp._select(runs, arm)
+    assert len(sel) == 3 and (sel["final_test_acc"] > 0.84).all()
+    assert len(cmp._select(runs, Arm("adam", 0.64, extra=(("betas", (0.817, 0.9)), ("eps", 1.0))))) == 0
+    assert len(cmp._select(runs, Arm("adam", 0.64, extra=(("betas", (0.817, 0.999, 0.5)), ("eps", 1.0))))) == 0
+    assert len(cmp._select(runs, Arm("adam", 0.64, extra=(("eps", 1.0),)))) == 0
+    other = Arm("adam", 0.64, extra=(("betas", (0.9, 0.999)), ("eps", 1.0)))
+    t = cmp.compare(runs, Family("betas", (Pair(arm, other),)))
+    assert t["n_seeds"].iloc[0] == 3 and t["verdict"].iloc[0] == "better"
+
+
+def test_difference_intervals_stay_within_plus_minus_100_pp():
+    row = pair_table([0.9, 0.1], [0.1, 0.12])         # 2 seeds, wildly apart: a t interval spans hundreds of pp
+    assert -100 <= row.ci_lo_pp <= row.ci_hi_pp <= 100 and row.verdict == "inconclusive"

@@ -40,6 +40,7 @@ import torch
 
 import optimizers as O
 from optreport.engine.data import DATA_VERSION, FILES, load_fashion_mnist, read_idx, write_fixture
+from optreport.engine.data import DEEPOBS_DATA_VERSION as O_DEEPOBS_VERSION
 from optreport.engine.models import MODEL_VERSIONS, MODELS, build_model
 from optreport.engine.train import TRAINER_VERSION, denormals_flushed, train
 
@@ -302,3 +303,29 @@ def test_check_golden_asks_for_a_bump_or_a_regeneration(tmp_path, monkeypatch):
     monkeypatch.setattr(this, "UPDATE", True)
     check_golden("x", "rule x", "optimizers.X.version", {"rule": 2}, {"eager/b": ["4"]})
     assert json.loads((tmp_path / "x.json").read_text())["numbers"] == {"eager/b": ["4"]}
+
+
+# --------------------------------------------------------------------------- the deepobs data protocol
+# Its own golden file (tests/golden/deepobs.json), under its own version
+# (optreport.engine.data.DEEPOBS_DATA_VERSION) and the trainer's: the report protocol's goldens
+# above are untouched by it.
+DEEPOBS_RUN = dict(model="small_mlp", rule="momentum", hparams={"lr": 0.01, "momentum": 0.99}, epochs=2,
+                   batch_size=32, seed=0, threads=1, data_protocol="deepobs")
+
+
+def _deepobs_fixture_data(folder):
+    return load_fashion_mnist(root=folder, val_size=100, download=False, protocol="deepobs", batch_size=32)
+
+
+def test_deepobs_protocol(fixture_dir):
+    d = _deepobs_fixture_data(fixture_dir)
+    numbers = {f"data/{name}": _digest([getattr(d, name)]) for name in
+               ("train_x", "train_y", "val_x", "val_y", "test_x", "test_y")}
+    record = train(data=d, compile_step=False, **DEEPOBS_RUN)
+    assert record["steps"] == 2 * (500 // 32)       # the last partial batch of each epoch dropped
+    numbers.update({f"trainer/{k}": v for k, v in numbers_of(record).items()})
+    check_golden("deepobs", "the deepobs data protocol",
+                 "optreport.engine.data.DEEPOBS_DATA_VERSION (data) or optreport.engine.train.TRAINER_VERSION",
+                 _versions(data_deepobs=O_DEEPOBS_VERSION, trainer=TRAINER_VERSION,
+                           rule=O.rule_version(DEEPOBS_RUN["rule"]), model=MODEL_VERSIONS[DEEPOBS_RUN["model"]]),
+                 numbers)

@@ -95,3 +95,40 @@ def test_05_inclusion(results):
     assert inc["variant"].iloc[0].startswith("momentum")
     assert inc["variant"].str.contains("imitating").sum() >= 2
     assert inc["test_acc"].notna().all()
+
+
+# ----------------------------------------------------------------------------- issue 11: verdicts a reviewer would sign
+
+VERDICT_WORDS = {"better", "worse", "equivalent", "inconclusive"}
+
+
+@pytest.mark.parametrize("nb", ["04_cost", "05_tuning_protocol"])
+def test_no_indistinguishable_anywhere(results, nb):
+    assert "indistinguishable" not in (results / "html" / f"{nb}.html").read_text(errors="replace").lower()
+    for csv in results.glob(f"{nb[:2]}_*.csv"):
+        assert "indistinguishable" not in csv.read_text().lower(), csv.name
+
+
+def test_04_intervals_respect_their_range(results):
+    e = read_table(results, "04_epoch_cost")
+    assert {"n_trained", "n_diverged", "n_blew_up", "n_failed"} <= set(e.columns)
+    acc = e.dropna(subset=["acc_lo", "acc_hi"])
+    assert (acc["acc_lo"] >= 0).all() and (acc["acc_hi"] <= 1).all()
+    assert (e["train_s_lo"].dropna() >= 0).all()
+    t = read_table(results, "04_time_to_target")
+    assert (t["ci_lo_s"].dropna() >= 0).all() and {"min_s", "max_s"} <= set(t.columns)
+    s = read_table(results, "04_seed004")
+    assert (s["acc_ci_lo"].dropna() >= 0).all() and (s["acc_ci_hi"].dropna() <= 1).all()
+    g = read_table(results, "04_seed004_gain")
+    assert (g["epoch_ratio_lo"].dropna() >= 0).all()
+    assert all(v in VERDICT_WORDS or v.startswith(("A ", "B ", "both ")) for v in g["acc_verdict"])
+
+
+def test_05_outcomes_and_verdicts(results):
+    trials = read_table(results, "05_trials")
+    assert set(trials["outcome"].dropna()) <= {"trained", "diverged", "blew up", "failed to learn"}
+    inc = read_table(results, "05_inclusion")
+    assert inc["verdict"].iloc[0] == "(baseline)"
+    assert all(v in VERDICT_WORDS or v.startswith(("A ", "B ", "both ")) or v == "no paired runs"
+               for v in inc["verdict"].iloc[1:])
+    assert (inc["ci_lo"].dropna() >= 0).all() and (inc["ci_hi"].dropna() <= 1).all()

@@ -158,3 +158,89 @@ def test_every_verdict_word_has_a_sentence_without_indistinguishable(verdict):
     assert r.verdict == verdict
     s = rd.verdict_sentence(r)
     assert verdict in s and "indistinguishable" not in s
+
+
+# ----------------------------------------------------------------------------- notebooks 04 and 05
+
+def _ttt(rows):
+    """Rows of tables.time_to_target: (rule, target, n_runs, n_reached, median, lo, hi, min, max)."""
+    return pd.DataFrame(rows, columns=["rule", "target", "n_runs", "n_reached", "median_s", "ci_lo_s", "ci_hi_s",
+                                       "min_s", "max_s"])
+
+
+LRS_RUN = {r: [0.01, 0.1, 0.2] for r in ("nag", "adam", "nadam", "adamw", "gravity", "sgd")}
+
+
+def test_time_to_target_reading_names_the_lrs_a_never_reaching_rule_was_run_at():
+    inf = np.inf
+    t = _ttt([("nag", 0.88, 5, 5, 17.0, 13.0, 24.0, 13.0, 24.0),
+              ("adam", 0.88, 5, 0, inf, inf, inf, inf, inf), ("nadam", 0.88, 5, 0, inf, inf, inf, inf, inf),
+              ("gravity", 0.88, 5, 0, inf, inf, inf, inf, inf)])
+    best = {"nag": 0.1, "adam": 0.01, "nadam": 0.01, "gravity": 0.2}
+    s = rd.time_to_target_reading(t, 0.88, LRS_RUN, best)
+    assert s.startswith("**88%:** fastest Nesterov (NAG) (median 17 s, 95% bootstrap CI 13 s to 24 s); "
+                        "5 of 20 runs reached it; never reached by ")
+    assert ("Adam, NAdam (each run at lr 0.01, 0.1, 0.2 only, shown at its best, 0.01, the smallest of them); "
+            "Gravity (run at lr 0.01, 0.1, 0.2 only, shown at its best, 0.2, the largest of them).") in s
+    assert "For Adam, NAdam, Gravity the best lr is at the edge of the lrs run" in s
+    assert "not the rule" in s and "indistinguishable" not in s
+
+
+def test_time_to_target_reading_without_bootstrap_interval_and_partly_reached():
+    t = _ttt([("sgd", 0.85, 3, 3, 33.0, np.nan, np.nan, 30.0, 48.0),
+              ("adam", 0.85, 3, 1, np.inf, np.nan, np.nan, 12.0, np.inf)])
+    s = rd.time_to_target_reading(t, 0.85, LRS_RUN, {"sgd": 0.2, "adam": 0.01})
+    assert "fastest SGD (median 33 s, no bootstrap interval from 3 runs; runs took 30–48 s)" in s
+    assert "reached by fewer than half of the runs of Adam (1/3)" in s and "never" not in s
+    assert s.endswith(".")
+
+
+def test_time_to_target_reading_every_rule_reached_and_open_upper_bound():
+    t = _ttt([("nag", 0.85, 5, 4, 6.0, 4.0, np.inf, 4.0, np.inf)])
+    s = rd.time_to_target_reading(t, 0.85, LRS_RUN)
+    assert s == ("**85%:** fastest Nesterov (NAG) (median 6 s, 95% bootstrap CI 4 s to not reached); "
+                 "4 of 5 runs reached it.")
+
+
+def test_time_to_target_reading_rule_inside_its_lrs_has_no_edge_note():
+    t = _ttt([("adam", 0.9, 5, 0, np.inf, np.inf, np.inf, np.inf, np.inf)])
+    s = rd.time_to_target_reading(t, 0.9, {"adam": [0.001, 0.01, 0.1]}, {"adam": 0.01})
+    assert "Adam (run at lr 0.001, 0.01, 0.1 only, shown at its best, 0.01)." in s and "edge" not in s
+
+
+def test_outcome_counts_sentence():
+    t = pd.DataFrame({"rule": ["sgd", "rmsprop"], "n_runs": [5, 5], "n_diverged": [0, 1], "n_blew_up": [0, 2],
+                      "n_failed": [0, 0]})
+    s = rd.outcome_counts_sentence(t)
+    assert "RMSProp (1 diverged, 2 blew up of 5)" in s and "SGD" not in s
+    assert "counted as outcomes" in s and "not averaged in as NaN" in s
+    ok = rd.outcome_counts_sentence(t.assign(n_diverged=0, n_blew_up=0))
+    assert ok == "Outcomes: every one of the 10 runs trained (none diverged, blew up or failed to learn)."
+
+
+def test_trial_outcomes_sentence_counts_outcomes_per_protocol():
+    trials = pd.DataFrame({"protocol": ["a", "a", "a", "b", "b"],
+                           "outcome": ["trained", "diverged", "failed to learn", "trained", "trained"]})
+    s = rd.trial_outcomes_sentence(trials, ["a", "b"])
+    assert "a: 1 diverged, 1 failed to learn of 3; b: none of 2." in s
+    assert s.startswith("Trials that did not train (outcomes, not missing values)")
+
+
+def test_seed004_reading_uses_the_verdict_and_the_threshold():
+    v = row(noisy(0.88, 0.003, seed=1), noisy(0.85, 0.003, seed=2), a=("adam", 0.001), b=("sgd", 0.001))
+    g = pd.Series({"lr": 0.001, "n_seeds": 10, "epoch_time_ratio": 1.15, "epoch_ratio_lo": 0.95,
+                   "epoch_ratio_hi": 1.35, "extra_seconds": 7.0})
+    s = rd.seed004_reading(g, v, 2.0)
+    assert s.startswith("**lr 0.001:** Adam at lr 0.001 is better than SGD at lr 0.001: +")
+    assert "1.15× SGD's seconds per epoch (95% CI 0.95–1.35) and +7.0 s in total over 10 seeds: not much slower" in s
+    slow = pd.Series({**g, "epoch_ratio_lo": 2.5, "epoch_ratio_hi": 3.0})
+    assert ": much slower (more" in rd.seed004_reading(slow, v, 2.0)
+    assert "inconclusive against the threshold" in rd.seed004_reading(pd.Series({**g, "epoch_ratio_hi": 2.5}), v, 2.0)
+
+
+def test_inclusion_pairs_sentence():
+    incl = pd.DataFrame({"protocol": ["c", "c", "a"], "special": ["sgd", "momentum", "sgd"],
+                         "general": ["momentum", "adam", "momentum"], "p_general_ge": [0.2, 0.9, 0.1]})
+    s = rd.inclusion_pairs_sentence(incl, "c")
+    assert s == ("Under protocol c the general rule scores at least as well as the special one in most bootstrap "
+                 "draws for 1 of 2 inclusion pairs: SGD ⊆ Momentum break(s) it at this budget.")

@@ -140,7 +140,8 @@ def test_plot_trajectories_marks_divergence():
 
 def test_notebook_01_figures_draw():
     fig = plotting.adam_tracks_momentum_figure({1e-8: np.full(10, 0.5), 1.0: np.geomspace(1, 1e-3, 10)})
-    assert len(fig.axes[0].get_lines()) == 3 and fig.axes[0].get_yscale() == "log"
+    assert len(fig.axes) == 2 and all(ax.get_yscale() == "log" for ax in fig.axes)
+    assert all(len(ax.get_lines()) == 3 for ax in fig.axes)        # its eps, the other eps (grey), bias term
     plt.close(fig)
     s = S.SURFACES["seed003"]
     runs = {"as written": S.seed003_adam(10, 0.05, reset_step_counter=True, eps_sign=-1, wrong_gradient=True),
@@ -148,3 +149,53 @@ def test_notebook_01_figures_draw():
     fig = plotting.seed003_adam_figure(s, runs, S.seed003_wrong_grad_zero(), -4.962, 0.05, 10)
     assert len(fig.axes) == 2 and fig.axes[1].get_yscale() == "log"
     plt.close(fig)
+
+
+def test_adam_tracks_momentum_every_eps_has_its_own_visible_panel():
+    gaps = {eps: np.full(20, 1.0) for eps in (1e-8, 1e-2)} | {eps: 0.9 ** np.arange(1, 21) for eps in (1e4, 1e6)}
+    fig = plotting.adam_tracks_momentum_figure(gaps)
+    drawn = [ax for ax in fig.axes if ax.get_visible() and ax.axison]
+    assert len(drawn) == 4
+    for ax, eps in zip(drawn, gaps):
+        assert f"eps = {eps:g}" in ax.get_title()
+        top = max(ax.get_lines(), key=lambda ln: ln.get_linewidth())   # the highlighted curve
+        np.testing.assert_allclose(top.get_ydata(), gaps[eps])
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert labels[:4] == [f"eps = {eps:g}" for eps in gaps]
+    plt.close(fig)
+
+
+def test_surface_trajectories_figure_small_multiples():
+    s = S.SURFACES["rosenbrock"]
+    rules, lrs = ["sgd", "adam", "gravity"], [0.01, 0.1]
+    trajs, table = S.sweep_trajectories(rules, lrs + [0.3], s, steps=20)
+    best = S.best_of(table)
+    fig = plotting.surface_trajectories_figure(s, trajs, best, rules, lrs, 20)
+    panels = [ax for ax in fig.axes if ax.axison]
+    assert len(panels) == len(rules)
+    for ax, r in zip(panels, rules):
+        assert ax.get_title().startswith(plotting.rule_label(r))
+        assert any(t.get_text() for t in ax.texts)                    # contour labels (and divergence notes)
+        assert any(ln.get_marker() == "*" for ln in ax.get_lines())   # the minimum
+    assert panels[0].get_ylabel() == "y" and any(ax.get_xlabel() == "x" for ax in panels)
+    plt.close(fig)
+
+
+def test_lr_edge_check_on_real_runs_flags_a_narrow_grid():
+    trajs, table = S.sweep_trajectories(["sgd"], [1e-5, 1e-4], "saddle", steps=30)
+    e = S.lr_edge_check(table, [1e-5, 1e-4])
+    assert e.loc[0, "edge"] == "high" and e.loc[0, "status"] == "edge, still improving"
+
+
+def test_first_step_length_of_sgd_is_lr_times_gradient_norm():
+    s = S.SURFACES["beale"]
+    assert S.first_step_length("sgd", s, 1e-3) == pytest.approx(1e-3 * np.linalg.norm(s.grad(s.start)), rel=1e-12)
+
+
+def test_plot_limits_quantile_lets_a_far_excursion_leave_the_window():
+    path = np.column_stack([np.linspace(0, 1, 1000), np.zeros(1000)])
+    path[500] = (40.0, 40.0)                                   # one far point
+    xlim, _ = S.plot_limits("saddle", [path], bound=50)
+    assert xlim[1] > 40
+    xlim, ylim = S.plot_limits("saddle", [path], bound=50, quantile=0.005)
+    assert xlim[1] < 3 and ylim[1] < 3 and xlim[0] < 0 and ylim[1] > 1   # start and minimum still inside

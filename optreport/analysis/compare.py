@@ -156,13 +156,20 @@ def vs_best(runs: pd.DataFrame, rules, lrs, *, metric: str = "final", name: str 
 
 # ----------------------------------------------------------------------------- statistics of one pair
 
+def _same(x, v) -> bool:
+    """A stored hyper-parameter ``x`` equals the arm's ``v``: floats up to rounding, sequences (JSON lists
+    such as Adam's ``betas``, given as tuples in an arm) element by element."""
+    if isinstance(v, (list, tuple)):
+        return isinstance(x, (list, tuple)) and len(x) == len(v) and all(_same(a, b) for a, b in zip(x, v))
+    return bool(np.isclose(x, v)) if isinstance(v, float) else x == v
+
+
 def _select(runs: pd.DataFrame, arm: Arm) -> pd.DataFrame:
     """The runs of one arm (rows of outcomes.run_outcomes)."""
     want = arm.hparams()
     hp = runs["hparams"].map(json.loads)
     ok = (runs["rule"] == arm.rule) & hp.map(lambda h: h.keys() == want.keys() and
-                                           all(np.isclose(h[k], v) if isinstance(v, float) else h[k] == v
-                                               for k, v in want.items()))
+                                           all(_same(h[k], v) for k, v in want.items()))
     sel = runs[ok]
     if sel["seed"].duplicated().any():
         raise ValueError(f"{arm}: several runs share a seed (mix of grids? filter the frame first)")
@@ -280,7 +287,8 @@ def compare(runs: pd.DataFrame, family: Family) -> pd.DataFrame:
             lo, hi = _t_ci(d, 1 - a_adj[i])
             r.update(verdict=("better" if r["diff_pp"] > 0 else "worse") if rej[i] else "inconclusive",
                      interval="t", ci_level=float(1 - a_adj[i]), alpha_adj=float(a_adj[i]))
-        r.update(ci_lo_pp=lo, ci_hi_pp=hi, mde_pp=mde_pp(d.size, r["sd_pp"], float(a_adj[i])))
+        # a difference of two accuracies lies in [-100, 100] pp; clipping never moves a bound across 0
+        r.update(ci_lo_pp=max(lo, -100.0), ci_hi_pp=min(hi, 100.0), mde_pp=mde_pp(d.size, r["sd_pp"], float(a_adj[i])))
     return pd.DataFrame(rows, columns=COLUMNS)
 
 

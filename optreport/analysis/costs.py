@@ -18,6 +18,12 @@ is meaningful even on a busy machine. The reported value is the median over repe
 The module also holds the helpers notebook 04 needs to read the sweep store: seconds per epoch,
 time-to-target-accuracy with bootstrap intervals (runs that never reach the target are counted,
 not dropped) and accuracy against cumulative wall-clock time.
+
+Every interval respects its range (:func:`range_ci`): accuracies stay in [0, 1], losses, seconds and
+time ratios at or above 0 (``optreport.analysis.compare.mean_ci_in_range``, t intervals clipped to
+the range); bootstrap intervals are scipy's (``compare.bootstrap_ci``), refused below
+``compare.MIN_BOOT_SEEDS`` runs. A run that did not train (``optreport.analysis.outcomes``: diverged,
+blew up, failed to learn) is counted as an outcome, never averaged into an accuracy.
 """
 from __future__ import annotations
 
@@ -33,14 +39,16 @@ import pandas as pd
 import torch
 from torch import nn
 
-from optreport.analysis.stats import mean_ci, paired_comparison
+from optreport.analysis import compare
+from optreport.analysis.outcomes import OUTCOMES, TRAINED, classify, run_outcomes
 from optreport.engine import train as trainer
 from optreport.engine.models import build_model
 from optreport.runs.results import last_epoch
 
 __all__ = ["state_bytes", "state_bytes_per_param", "make_optimizer", "step_time_us",
            "step_time_table", "machine_info", "best_lr", "clean_epochs", "epoch_costs", "final_accuracy",
-           "time_to_target", "accuracy_vs_time", "accuracy_at_time", "run_times", "gain_vs_cost"]
+           "time_to_target", "accuracy_vs_time", "accuracy_at_time", "run_times", "gain_family", "gain_vs_cost",
+           "range_ci"]
 
 DEFAULT_LR = 0.01   # used when ``hparams`` gives no lr (the report's middle grid value)
 
@@ -230,7 +238,7 @@ def epoch_costs(df: pd.DataFrame, by=("rule", "lr")) -> pd.DataFrame:
     ``train_seconds`` is an epoch's training wall-clock, ``step_seconds`` the part of it spent
     in ``optimizer.step()``. Each run's mean over its epochs is one observation (epochs of one
     run are not independent); per group: n_runs, train_s (mean) with train_s_lo/hi (95% t CI
-    over runs), step_s and step_share = step_s / train_s.
+    over runs, clipped at 0: a time is never negative), step_s and step_share = step_s / train_s.
     """
     per_run = df.groupby("key").agg(**{c: (c, "first") for c in by},
                                     train_s=("train_seconds", "mean"),
@@ -238,7 +246,7 @@ def epoch_costs(df: pd.DataFrame, by=("rule", "lr")) -> pd.DataFrame:
     rows = []
     for keys, g in per_run.groupby(list(by), sort=False):
         keys = keys if isinstance(keys, tuple) else (keys,)
-        m, lo, hi = mean_ci(g["train_s"])
+        m, lo, hi = range_ci(g["train_s"], "train_seconds")
         step = float(g["step_s"].mean())
         rows.append((*keys, len(g), m, lo, hi, step, step / m if m > 0 else np.nan))
     return pd.DataFrame(rows, columns=[*by, "n_runs", "train_s", "train_s_lo", "train_s_hi",
@@ -251,20 +259,49 @@ def _cumulative(df: pd.DataFrame) -> pd.DataFrame:
     return d
 
 
+def range_ci(values, metric: str, level: float = 0.95) -> tuple[float, float, float]:
+    """Mean and 95% t interval ``(mean, lo, hi)`` of ``values`` inside the range of ``metric``:
+    [0, 1] for an accuracy (a name containing "acc"), [0, inf) for a loss, seconds or a ratio,
+    unbounded otherwise (``compare.mean_ci_in_range``, clipped)."""
+    if "acc" in metric:
+        return compare.accuracy_ci(values, level)
+    if any(w in metric for w in ("loss", "second", "ratio")) or metric.endswith("_s"):
+        return compare.mean_ci_in_range(values, level, lower=0.0)
+    return compare.mean_ci_in_range(values, level)
+
+
+def _median_time_ci(secs: np.ndarray, n_boot: int, level: float, seed: int) -> tuple[float, float, float]:
+    """Median of per-run times (``inf``: never reached) with scipy's percentile bootstrap interval
+    (``compare.bootstrap_ci``; NaN bounds below ``compare.MIN_BOOT_SEEDS`` runs). ``inf`` stands in
+    as a finite value above twice the slowest finite time, so any resample median involving a
+    non-reaching run lies above every finite time and is read back as ``inf``."""
+    med = float(np.median(secs))
+    finite = secs[np.isfinite(secs)]
+    if secs.size < compare.MIN_BOOT_SEEDS:
+        return med, float("nan"), float("nan")
+    if finite.size == 0:
+        return med, float("inf"), float("inf")
+    top = float(finite.max())
+    x = np.where(np.isfinite(secs), secs, 2 * top + 1.0)
+    _, lo, hi = compare.bootstrap_ci(x, np.median, level, n_resamples=n_boot, seed=seed, method="percentile")
+    back = lambda v: float("inf") if v > top else float(v)  # noqa: E731
+    return med, back(lo), back(hi)
+
+
 def time_to_target(df: pd.DataFrame, targets, *, metric: str = "test_acc", by=("rule",),
                    n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> pd.DataFrame:
     """Training seconds (and epochs) until ``metric`` first reaches each target, per group.
 
     One value per run: cumulative ``train_seconds`` at the first epoch with ``metric >= target``
     (epoch resolution), ``inf`` when the run never gets there. Per group and target we report
-    ``n_runs``, ``n_reached`` and the median time with a percentile-bootstrap CI over runs
-    (resampling runs, i.e. seeds). Non-reaching runs stay in as ``inf``: if more than half of a
-    resample never reaches the target its median is ``inf`` -- the interval then says "not
-    reached" instead of pretending the slow runs did not happen.
+    ``n_runs``, ``n_reached``, the median time with a percentile-bootstrap CI over runs
+    (``scipy.stats.bootstrap`` through ``compare.bootstrap_ci``, resampling runs, i.e. seeds; no
+    interval, NaN, below ``compare.MIN_BOOT_SEEDS`` runs) and the fastest and slowest run
+    (``min_s``, ``max_s``). Non-reaching runs stay in as ``inf``: if more than half of a resample
+    never reaches the target its median is ``inf`` -- the interval then says "not reached" instead
+    of pretending the slow runs did not happen. Times are never negative, so neither is a bound.
     """
     d = _cumulative(df)
-    rng = np.random.default_rng(seed)
-    a = (1 - level) / 2
     rows = []
     for keys, g in d.groupby(list(by), sort=False):
         keys = keys if isinstance(keys, tuple) else (keys,)
@@ -275,21 +312,21 @@ def time_to_target(df: pd.DataFrame, targets, *, metric: str = "test_acc", by=("
                 secs.append(float(hit["cum_seconds"].iloc[0]) if len(hit) else np.inf)
                 eps.append(float(hit["epoch"].iloc[0]) if len(hit) else np.inf)
             secs, eps = np.array(secs), np.array(eps)
-            boots = np.median(secs[rng.integers(0, secs.size, (n_boot, secs.size))], axis=1)
-            lo, hi = (np.quantile(boots, q, method="inverted_cdf") for q in (a, 1 - a))
-            rows.append((*keys, target, secs.size, int(np.isfinite(secs).sum()),
-                         float(np.median(secs)), float(lo), float(hi), float(np.median(eps))))
+            med, lo, hi = _median_time_ci(secs, n_boot, level, seed)
+            rows.append((*keys, target, secs.size, int(np.isfinite(secs).sum()), med, lo, hi,
+                         float(np.median(eps)), float(secs.min()), float(secs.max())))
     return pd.DataFrame(rows, columns=[*by, "target", "n_runs", "n_reached", "median_s",
-                                       "ci_lo_s", "ci_hi_s", "median_epochs"])
+                                       "ci_lo_s", "ci_hi_s", "median_epochs", "min_s", "max_s"])
 
 
 def accuracy_vs_time(df: pd.DataFrame, metric: str = "test_acc", by=("rule",)) -> pd.DataFrame:
     """Per group and epoch: mean cumulative training seconds and mean ``metric`` with 95% t CI
-    over runs (seeds). Columns: group keys, epoch, n, seconds, mean, ci_lo, ci_hi."""
+    over runs (seeds) inside the metric's range (:func:`range_ci`: an accuracy band stays in
+    [0, 1], a loss band above 0). Columns: group keys, epoch, n, seconds, mean, ci_lo, ci_hi."""
     d = _cumulative(df)
     rows = []
     for keys, g in d.groupby([*by, "epoch"], sort=True):
-        m, lo, hi = mean_ci(g[metric])
+        m, lo, hi = range_ci(g[metric], metric)
         rows.append((*keys, len(g), float(g["cum_seconds"].mean()), m, lo, hi))
     return pd.DataFrame(rows, columns=[*by, "epoch", "n", "seconds", "mean", "ci_lo", "ci_hi"])
 
@@ -301,16 +338,30 @@ def clean_epochs(df: pd.DataFrame) -> pd.DataFrame:
     return df[~bad.fillna(False).astype(bool)]
 
 
+def _final_outcomes(final: pd.DataFrame, metric: str) -> list[str]:
+    """The outcome word (``outcomes.classify``) of each run's last row; a frame without a training
+    loss (timing records) is judged on divergence and accuracy only."""
+    div = final["diverged"].fillna(False).astype(bool) if "diverged" in final else pd.Series(False, index=final.index)
+    loss = final["train_loss"] if "train_loss" in final else pd.Series(0.0, index=final.index)
+    return [classify(bool(d), float(lo), float(a)) for d, lo, a in zip(div, loss, final[metric])]
+
+
 def final_accuracy(df: pd.DataFrame, by=("rule",), metric: str = "test_acc") -> pd.DataFrame:
-    """Per group: n runs, mean final ``metric`` with 95% t CI over runs (diverged runs count
-    with their last recorded value; NaN ones are reported in ``n_nan``)."""
+    """Per group: n runs, what became of them (``outcomes.classify``: ``n_trained`` and the counts
+    ``n_diverged``, ``n_blew_up``, ``n_failed`` of runs that diverged, blew up or failed to learn)
+    and the mean final ``metric`` over the runs that trained with its 95% t CI in [0, 1]. A run
+    that did not train is an outcome, never averaged in (no trained run: NaN accuracy)."""
     fin = last_epoch(df)
+    fin["_outcome"] = _final_outcomes(fin, metric)
     rows = []
     for keys, g in fin.groupby(list(by), sort=False):
         keys = keys if isinstance(keys, tuple) else (keys,)
-        m, lo, hi = mean_ci(g[metric])
-        rows.append((*keys, len(g), int(g[metric].isna().sum()), m, lo, hi))
-    return pd.DataFrame(rows, columns=[*by, "n_runs", "n_nan", "acc", "acc_lo", "acc_hi"])
+        ok = g[g["_outcome"] == TRAINED]
+        m, lo, hi = range_ci(ok[metric], metric)
+        n_out = [int((g["_outcome"] == o).sum()) for o in OUTCOMES if o != TRAINED]
+        rows.append((*keys, len(g), len(ok), *n_out, m, lo, hi))
+    return pd.DataFrame(rows, columns=[*by, "n_runs", "n_trained", "n_diverged", "n_blew_up", "n_failed",
+                                       "acc", "acc_lo", "acc_hi"])
 
 
 def accuracy_at_time(curves: pd.DataFrame, seconds: float, by: str = "rule") -> pd.Series:
@@ -338,24 +389,41 @@ def run_times(df: pd.DataFrame, by=("rule", "lr")) -> pd.DataFrame:
     return out
 
 
+def gain_family(lrs, base: str = "sgd", other: str = "adam", *, name: str = "seed 004: Adam vs SGD"
+                ) -> compare.Family:
+    """The accuracy question of seed 004's table as a comparison family: ``other`` against ``base``
+    at each lr (default hyper-parameters otherwise), one Holm correction over the lrs."""
+    return compare.Family(name, tuple(compare.Pair(compare.Arm(other, lr), compare.Arm(base, lr)) for lr in lrs))
+
+
 def gain_vs_cost(df: pd.DataFrame, base: str = "sgd", other: str = "adam",
                  by: str = "lr") -> pd.DataFrame:
-    """``other`` against ``base`` per value of ``by``, paired over seeds: accuracy gained (test,
-    final epoch, percentage points, paired t CI) and time paid (ratio of seconds per epoch and
-    of total training time, mean over seeds with t CI; extra seconds in total)."""
+    """``other`` against ``base`` per lr, paired over seeds: accuracy gained and time paid.
+
+    Accuracy (final test, percentage points) is the verdict of :func:`gain_family` by
+    ``compare.compare`` (paired t with Holm over the lrs, TOST within ``compare.MARGIN_PP``, outcome
+    words for runs that did not train): ``acc_gain_pp`` with its interval ``acc_gain_lo/hi`` at
+    ``acc_ci_level`` (Holm-adjusted), ``acc_gain_p`` (Holm-adjusted p), ``acc_mde_pp`` and
+    ``acc_verdict``. Time: the ratio of seconds per epoch and of total training time, mean over
+    seeds with a 95% t CI clipped at 0, and the extra seconds in total."""
+    if by != "lr":
+        raise ValueError(f"gain_vs_cost compares per lr, got by={by!r}")
     rt = run_times(df, by=("rule", by))
+    lrs = list(dict.fromkeys(rt[by]))
+    acc = compare.compare(run_outcomes(df), gain_family(lrs, base, other)).set_index("lr_a")
     rows = []
     for v, g in rt.groupby(by, sort=False):
         a = g[g.rule == other].set_index("seed")
         b = g[g.rule == base].set_index("seed")
         seeds = a.index.intersection(b.index)
         a, b = a.loc[seeds], b.loc[seeds]
-        acc = paired_comparison(a["test_acc"].to_numpy(), b["test_acc"].to_numpy())
-        r_ep = mean_ci((a["sec_per_epoch"] / b["sec_per_epoch"]).to_numpy())
-        r_tot = mean_ci((a["total_s"] / b["total_s"]).to_numpy())
+        c = acc.loc[v]
+        r_ep = range_ci((a["sec_per_epoch"] / b["sec_per_epoch"]).to_numpy(), "ratio")
+        r_tot = range_ci((a["total_s"] / b["total_s"]).to_numpy(), "ratio")
         rows.append({by: v, "n_seeds": len(seeds),
-                     "acc_gain_pp": 100 * acc["mean_diff"], "acc_gain_lo": 100 * acc["ci_lo"],
-                     "acc_gain_hi": 100 * acc["ci_hi"], "acc_gain_p": acc["t_p"],
+                     "acc_gain_pp": c["diff_pp"], "acc_gain_lo": c["ci_lo_pp"], "acc_gain_hi": c["ci_hi_pp"],
+                     "acc_ci_level": c["ci_level"], "acc_gain_p": c["p_holm"], "acc_mde_pp": c["mde_pp"],
+                     "acc_verdict": c["verdict"],
                      "epoch_time_ratio": r_ep[0], "epoch_ratio_lo": r_ep[1], "epoch_ratio_hi": r_ep[2],
                      "total_time_ratio": r_tot[0], "total_ratio_lo": r_tot[1], "total_ratio_hi": r_tot[2],
                      "extra_seconds": float((a["total_s"] - b["total_s"]).mean())})

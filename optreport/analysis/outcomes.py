@@ -31,7 +31,7 @@ import pandas as pd
 from optreport.runs.results import EPOCH_COLS, last_epoch
 
 __all__ = ["CHANCE", "CHANCE_MARGIN", "BLOWUP_LOSS", "LAST_K", "TRAINED", "OUTCOMES", "METRICS",
-           "classify", "run_outcomes"]
+           "classify", "run_outcomes", "outcome_summary", "less_noisy_metric"]
 
 CHANCE = 0.10          # accuracy of guessing among Fashion-MNIST's 10 balanced classes
 CHANCE_MARGIN = 0.05   # "failed to learn": final test accuracy < CHANCE + CHANCE_MARGIN
@@ -98,3 +98,28 @@ def run_outcomes(df: pd.DataFrame) -> pd.DataFrame:
     out["outcome"] = [classify(d, loss, acc) for d, loss, acc in
                       zip(out["diverged"], out["final_train_loss"], out["final_test_acc"])]
     return out
+
+
+def outcome_summary(outcomes) -> str:
+    """One cell's outcomes in words: ``"trained"`` when every run trained, the word itself when all
+    runs share one outcome (``"diverged"``), else the counts, most severe first
+    (``"2/5 diverged, 3/5 trained"``)."""
+    outs = [str(o) for o in outcomes]
+    if not outs:
+        return "not run"
+    if len(set(outs)) == 1:
+        return outs[0]
+    n = len(outs)
+    return ", ".join(f"{outs.count(o)}/{n} {o}" for o in OUTCOMES if o in outs)
+
+
+def less_noisy_metric(runs: pd.DataFrame, candidates=("val_selected", "last3"), by=("rule", "lr")) -> str:
+    """The metric (a key of :data:`METRICS`) whose seed-to-seed standard deviation, median over the
+    groups ``by`` whose runs all trained, is the smallest: the headline's metric. Ties: the first."""
+    ok = runs.groupby(list(by))["outcome"].transform(lambda s: bool((s == TRAINED).all()))
+    trained = runs[ok.astype(bool)]
+    sds = {}
+    for m in candidates:
+        sd = trained.groupby(list(by))[METRICS[m]].std(ddof=1)
+        sds[m] = float(np.nanmedian(sd.to_numpy(dtype=float))) if sd.notna().any() else np.inf
+    return min(candidates, key=lambda m: sds[m])

@@ -49,6 +49,7 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 import torch
+from matplotlib import patheffects
 from scipy.optimize import fsolve, minimize
 
 from optimizers import OPTIMIZERS
@@ -57,7 +58,7 @@ __all__ = ["Surface", "SURFACES", "DIVERGENCE_BOUND", "trajectory", "diverged",
            "divergence_step", "final_value", "best_lr", "seed003_f", "seed003_grad",
            "seed003_wrong_grad", "seed003_minimum", "seed003_wrong_grad_zero", "seed003_adam",
            "plot_limits", "plot_trajectories", "numerical_minimum", "sweep_trajectories",
-           "best_of"]
+           "best_of", "lr_edge_check", "first_step_length", "contour_levels"]
 
 # A trajectory leaving |x|, |y| <= DIVERGENCE_BOUND is stopped and counted as diverged.
 DIVERGENCE_BOUND = 1e3
@@ -281,6 +282,59 @@ def best_of(table):
     return t.groupby("rule", sort=False).head(1).reset_index(drop=True)
 
 
+def lr_edge_check(table, grid, *, flat_rtol: float = 1e-6) -> pd.DataFrame:
+    """Does each rule's best lr (:func:`best_of` over the lrs of ``grid``) sit on an edge of the
+    grid, and if so, is f flat there (the rule is insensitive to lr) or still improving?
+
+    ``table``: rows of :func:`sweep_trajectories` (one or several surfaces; lrs outside ``grid``
+    are ignored). Returns one row per surface and rule: ``best_lr``, ``best_f``, ``edge``
+    ("low", "high" or ""), ``plateau_lo`` / ``plateau_hi`` (the run of neighbouring grid lrs
+    around the best whose final f is within ``flat_rtol · max(1, |best f|)`` of the best), and
+    ``status``:
+
+    * "interior": the best lr has a grid lr on either side;
+    * "edge, flat": on an edge, and f stays within the tolerance over at least a decade of lr
+      inward from the edge: widening the grid would not find a better lr, only the same f;
+    * "edge, still improving": on an edge and not flat: the grid should be widened;
+    * "all diverged": every lr diverged.
+    """
+    grid = sorted(float(x) for x in grid)
+    t = table[table.lr.isin(grid)]
+    rows = []
+    for (surface, rule), g in t.groupby(["surface", "rule"], sort=False):
+        b = best_of(g).iloc[0]
+        f = g.drop_duplicates("lr").set_index("lr").final_f.reindex(grid).to_numpy(dtype=float)
+        i = grid.index(float(b.lr))
+        edge = "low" if i == 0 else "high" if i == len(grid) - 1 else ""
+        best_f = float(b.final_f)
+        if not np.isfinite(best_f):
+            rows.append({"surface": surface, "rule": rule, "best_lr": b.lr, "best_f": best_f, "edge": edge,
+                         "plateau_lo": math.nan, "plateau_hi": math.nan, "status": "all diverged"})
+            continue
+        tol = flat_rtol * max(1.0, abs(best_f))
+        near = np.isfinite(f) & (np.abs(f - best_f) <= tol)
+        lo = hi = i
+        while lo > 0 and near[lo - 1]:
+            lo -= 1
+        while hi < len(grid) - 1 and near[hi + 1]:
+            hi += 1
+        if not edge:
+            status = "interior"
+        else:
+            inner = grid[lo] if edge == "high" else grid[hi]
+            decade = grid[hi] / inner if edge == "high" else inner / grid[lo]
+            status = "edge, flat" if decade >= 10 * (1 - 1e-9) else "edge, still improving"
+        rows.append({"surface": surface, "rule": rule, "best_lr": b.lr, "best_f": best_f, "edge": edge,
+                     "plateau_lo": grid[lo], "plateau_hi": grid[hi], "status": status})
+    return pd.DataFrame(rows)
+
+
+def first_step_length(rule: str, surface, lr: float, *, start=None) -> float:
+    """Length of a rule's first step from the surface's start (torch defaults except ``lr``)."""
+    t = trajectory(rule, {"lr": lr}, surface, start, steps=1)
+    return float(np.hypot(*(t[1] - t[0]))) if not diverged(t) else math.inf
+
+
 # --------------------------------------------------------------------------- seed 003's Adam
 def seed003_adam(steps: int = 92, lr: float = 5e-2, *, reset_step_counter: bool = True,
                  eps_sign: int = -1, wrong_gradient: bool = True, beta1: float = 0.9,
@@ -316,11 +370,13 @@ def seed003_adam(steps: int = 92, lr: float = 5e-2, *, reset_step_counter: bool 
 
 # --------------------------------------------------------------------------- plotting
 def plot_limits(surface, trajs=(), *, pad: float = 0.12, bound: float | None = None,
-                include_diverged: bool = False):
+                include_diverged: bool = False, quantile: float = 0.0):
     """``(xlim, ylim)`` covering the start, the minimum and every finite point of the
     trajectories that did not diverge (``include_diverged=True``: of all); points beyond
     ``bound`` are ignored, so one runaway does not squash the plot. A diverged run is drawn
-    until it leaves the window and marked as diverged."""
+    until it leaves the window and marked as diverged. ``quantile = q > 0`` fits the window to the
+    q and 1 − q quantiles of the points (plus the start and the minimum), so a few far excursions
+    leave the window instead of shrinking every path."""
     s = _surface(surface)
     pts = [np.asarray([s.start]), np.asarray([s.minimum])]
     for t in trajs:
@@ -331,32 +387,21 @@ def plot_limits(surface, trajs=(), *, pad: float = 0.12, bound: float | None = N
         if bound is not None:
             t = t[np.all(np.abs(t) <= bound, axis=1)]
         pts.append(t)
-    pts = np.concatenate(pts)
+    fixed, pts = np.concatenate(pts[:2]), np.concatenate(pts[2:] or [np.empty((0, 2))])
+    if quantile > 0 and len(pts):
+        pts = np.concatenate([fixed, np.quantile(pts, [quantile, 1 - quantile], axis=0)])
+    else:
+        pts = np.concatenate([fixed, pts])
     lo, hi = pts.min(axis=0), pts.max(axis=0)
     span = np.maximum(hi - lo, 1e-2)
     lo, hi = lo - pad * span, hi + pad * span
     return (lo[0], hi[0]), (lo[1], hi[1])
 
 
-def plot_trajectories(ax, surface, trajs: dict, *, colors: dict | None = None, xlim=None,
-                      ylim=None, levels: int = 25, log_levels: bool | None = None,
-                      bound: float | None = 50.0, title: str | None = None, legend: bool = True,
-                      marker_every: int | None = None, styles: dict | None = None):
-    """Contours of ``surface`` and one line per trajectory (``label -> (n, 2) array``).
-
-    Contour levels are log-spaced above the minimum when f spans more than two decades in the
-    window (``log_levels=None`` decides). The start is a black circle, the minimum a star, the
-    end of each run a dot in its colour, and a diverged run ends in an ``x`` with "(diverged)"
-    added to its label (with ``legend=False`` the diverged labels are listed in the panel's
-    corner instead). Limits come from the surface and the trajectories (``plot_limits``),
-    ignoring points beyond ``bound``. ``styles`` maps a label to extra ``ax.plot`` keywords
-    (e.g. ``{"correct": {"ls": "--", "lw": 2.5}}``).
-    """
+def contour_levels(surface, X, Y, Z, levels: int = 25, log_levels: bool | None = None) -> np.ndarray:
+    """Contour levels for ``Z`` (from :meth:`Surface.grid`): log-spaced above the minimum when f
+    spans more than two decades in the window (``log_levels=None`` decides), else linear."""
     s = _surface(surface)
-    if xlim is None or ylim is None:
-        xl, yl = plot_limits(s, trajs.values(), bound=bound)
-        xlim, ylim = xlim or xl, ylim or yl
-    X, Y, Z = s.grid(xlim, ylim)
     zmin = min(float(np.nanmin(Z)), s.f_min)
     shifted = Z - zmin
     span = float(np.nanmax(shifted))
@@ -368,20 +413,76 @@ def plot_trajectories(ax, surface, trajs: dict, *, colors: dict | None = None, x
         lv = zmin + np.geomspace(max(small, span * 1e-6), span, levels)
     else:
         lv = np.linspace(zmin, zmin + span, levels + 1)[1:]
-    ax.contour(X, Y, Z, levels=np.unique(lv), colors="0.6", linewidths=0.6, linestyles="solid")
-    ax.plot(*s.start, "o", color="black", ms=6, zorder=5, label="start")
-    ax.plot(*s.minimum, "*", color="gold", mec="black", ms=13, zorder=5, label="minimum")
+    return np.unique(lv)
+
+
+def _level_text(v: float) -> str:
+    """A contour label: f with two significant digits, positional between 1e-3 and 1e5 ("970",
+    "0.012", "-4.9"), scientific outside ("2e+06"); never "-0"."""
+    r = float(f"{v:.2g}")
+    if r == 0:
+        return "0"
+    if 1e-3 <= abs(r) < 1e5:
+        return np.format_float_positional(r, trim="-")
+    return f"{r:.2g}"
+
+
+def plot_trajectories(ax, surface, trajs: dict, *, colors: dict | None = None, xlim=None,
+                      ylim=None, levels: int = 25, log_levels: bool | None = None,
+                      bound: float | None = 50.0, title: str | None = None, legend: bool = True,
+                      marker_every: int | None = None, styles: dict | None = None,
+                      label_contours: int = 0, background: dict | None = None,
+                      background_style: dict | None = None, marker_size: float = 1.0,
+                      window=None, window_quantile: float = 0.0):
+    """Contours of ``surface`` and one line per trajectory (``label -> (n, 2) array``).
+
+    Contour levels are log-spaced above the minimum when f spans more than two decades in the
+    window (``log_levels=None`` decides). The start is a black circle, the minimum a star, the
+    end of each run a dot in its colour, and a diverged run ends in an ``x`` with "(diverged)"
+    added to its label (with ``legend=False`` the diverged labels are listed in the panel's
+    corner instead). Limits come from the surface and the trajectories (``plot_limits``),
+    ignoring points beyond ``bound``. ``styles`` maps a label to extra ``ax.plot`` keywords
+    (e.g. ``{"correct": {"ls": "--", "lw": 2.5}}``). ``label_contours=n`` writes f on every
+    n-th contour line (0: none). ``background`` (label -> trajectory) is drawn first, faint and
+    grey (``background_style`` overrides), without end markers or legend entries: context for
+    the highlighted ``trajs`` (which then get a thin white halo). ``marker_size`` scales the
+    start, minimum and end markers.
+    ``window``: trajectories the limits are fitted to instead of ``trajs`` (e.g. every run of a
+    small-multiples figure, so its panels share one window); ``window_quantile``: see
+    :func:`plot_limits`.
+    """
+    s = _surface(surface)
+    if xlim is None or ylim is None:
+        xl, yl = plot_limits(s, trajs.values() if window is None else window, bound=bound,
+                             quantile=window_quantile)
+        xlim, ylim = xlim or xl, ylim or yl
+    X, Y, Z = s.grid(xlim, ylim)
+    lv = contour_levels(s, X, Y, Z, levels, log_levels)
+    cs = ax.contour(X, Y, Z, levels=lv, colors="0.6", linewidths=0.6, linestyles="solid")
+    if label_contours:
+        ax.clabel(cs, levels=cs.levels[::label_contours], fmt=_level_text, fontsize=6, inline=True,
+                  inline_spacing=2)
+    bg = {"color": "0.78", "lw": 0.8, "alpha": 0.6, **(background_style or {})}
+    for t in (background or {}).values():
+        t = np.asarray(t, dtype=float)
+        t = t[np.all(np.isfinite(t), axis=1)]
+        ax.plot(t[:, 0], t[:, 1], zorder=2, **bg)
+    ax.plot(*s.start, "o", color="black", ms=6 * marker_size, zorder=7, label="start")
+    ax.plot(*s.minimum, "*", color="gold", mec="black", ms=13 * marker_size, zorder=7, label="minimum")
     for label, t in trajs.items():
         t = np.asarray(t, dtype=float)
         ok = np.all(np.isfinite(t), axis=1)
         dv = not ok.all()
         t = t[ok]
         c = (colors or {}).get(label)
-        kw = {"lw": 1.4, "alpha": 0.9, **(styles or {}).get(label, {})}
+        kw = {"lw": 1.4, "alpha": 0.9, "zorder": 3, **(styles or {}).get(label, {})}
+        if background:                  # a thin white halo lifts the highlighted runs off the grey ones
+            kw["path_effects"] = [patheffects.Stroke(linewidth=kw["lw"] + 1.6, foreground="white", alpha=0.8),
+                                  patheffects.Normal()]
         line, = ax.plot(t[:, 0], t[:, 1], color=c, label=f"{label} (diverged)" if dv else label,
                         marker="." if marker_every else None, markevery=marker_every, ms=3, **kw)
-        ax.plot(t[-1, 0], t[-1, 1], "x" if dv else "o", color=line.get_color(), ms=7 if dv else 4,
-                mew=2, zorder=6)
+        ax.plot(t[-1, 0], t[-1, 1], "x" if dv else "o", color=line.get_color(),
+                ms=(7 if dv else 4) * marker_size, mew=2, zorder=6)
     ax.set_xlim(xlim)
     ax.set_ylim(ylim)
     gone = [label for label, t in trajs.items() if diverged(np.asarray(t, dtype=float))]

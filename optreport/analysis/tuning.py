@@ -49,12 +49,17 @@ import numpy as np
 import pandas as pd
 from scipy.stats import kendalltau, qmc, rankdata
 
+from optreport.analysis import compare
+from optreport.analysis.outcomes import CHANCE, OUTCOMES, TRAINED, classify, run_outcomes
+from optreport.runs import results as results_io
+from optreport.runs import sweep
 from optreport.runs.results import last_epoch
 
 __all__ = ["Dim", "SEARCH_SPACES", "PROTOCOLS", "FIXED_LRS", "EPS_COUPLED", "EPS_REF",
            "sample_trials", "trial_seeds", "plan_trials", "select_best", "trial_table",
            "bootstrap_ranking", "ranking_table", "kendall_between", "imitation_hparams",
-           "searched_lr", "hparams_text", "INCLUSIONS", "search_space_table", "inclusion_pairs"]
+           "searched_lr", "hparams_text", "INCLUSIONS", "search_space_table", "inclusion_pairs", "arm",
+           "imitation_family"]
 
 PROTOCOLS = {"a": "fixed grid: lr ∈ {0.01, 0.1, 0.2}, defaults otherwise",
              "b": "lr tuned on a log scale",
@@ -244,11 +249,15 @@ def trial_table(results: pd.DataFrame, plan: pd.DataFrame) -> pd.DataFrame:
     ``results`` are sweep rows (per epoch, with ``key``, ``seed``, ``rule``, ``hparams`` as
     JSON text); ``plan`` the output of :func:`plan_trials` plus a ``key`` column. Returns one
     row per (protocol, rule, trial) with key, seed, hparams, val_acc, test_acc, val_loss,
-    train_loss, diverged.
+    train_loss, diverged and ``outcome`` (``outcomes.classify``: diverged / blew up / failed to
+    learn / trained; empty for a trial not run yet).
     """
     final = last_epoch(results)
     cols = ["key", "val_acc", "val_loss", "test_acc", "test_loss", "train_loss", "diverged"]
     out = plan.merge(final[[c for c in cols if c in final.columns]], on="key", how="left")
+    loss = out["train_loss"] if "train_loss" in out else pd.Series(0.0, index=out.index)
+    out["outcome"] = ["" if pd.isna(d) else classify(bool(d), float(lo), float(a))
+                      for d, lo, a in zip(out["diverged"], loss, out["test_acc"])]
     return out
 
 
@@ -264,6 +273,11 @@ def bootstrap_ranking(trials: pd.DataFrame, *, n_boot: int = 1000, seed: int = 0
     Returns ``(summary, draws)``. ``summary``: one row per group with K, median score and its
     percentile CI, mean rank, median rank, rank CI and P(rank 1), sorted by median score.
     ``draws``: long frame (draw, group, score, rank).
+
+    The draws are resampled here rather than by ``scipy.stats.bootstrap`` because ranks need the
+    same draw for every rule at once (scipy returns an interval per statistic, not the joint
+    draws). The score's interval is the percentile range of its draws, i.e. of selected trials'
+    test scores: it always lies within the observed scores (in [0, 1] for an accuracy).
     """
     rng = np.random.default_rng(seed)
     groups = list(dict.fromkeys(trials[by]))
@@ -410,3 +424,337 @@ def inclusion_pairs(draws: dict[str, pd.DataFrame], pairs=INCLUSIONS, by: str = 
                          "median_general": float(np.nanmedian(g)),
                          "p_general_ge": float(np.mean(np.nan_to_num(g, nan=-1) >= np.nan_to_num(s, nan=-1)))})
     return pd.DataFrame(rows)
+
+
+def arm(rule: str, hparams: dict, label: str | None = None) -> compare.Arm:
+    """The comparison arm (``compare.Arm``) of a trial's ``hparams``: its lr and every other
+    hyper-parameter, sorted by name, lists (Adam's ``betas``) as tuples so the arm is hashable."""
+    extra = tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in hparams.items() if k != "lr"))
+    return compare.Arm(rule, hparams["lr"], extra=extra, label=label)
+
+
+def imitation_family(variants: dict, base: str, *, name: str = "Adam's imitations vs tuned Momentum",
+                     metric: str = "final") -> compare.Family:
+    """Notebook 05's inclusion re-training as one comparison family: every variant of ``variants``
+    ({name: (rule, hparams)}) against the ``base`` variant, paired by seed, one Holm correction.
+    Arms are labelled with the variants' names."""
+    b_rule, b_hp = variants[base]
+    b = arm(b_rule, b_hp, label=base)
+    pairs = tuple(compare.Pair(arm(r, hp, label=n), b) for n, (r, hp) in variants.items() if n != base)
+    return compare.Family(name, pairs, metric)
+
+
+# ----------------------------------------------------------------------------- a budget that can decide
+# Notebook 05 at a budget that can decide: K quasi-random trials per rule and protocol at a few
+# epochs, the configuration selected by validation rerun at full length over several seeds, and
+# the ranking and the inclusions judged on those reruns (compare's verdicts), not on one seed of
+# each trial. Protocol a stays the fixed grid (its K trials: 3 lrs x seeds, see the docstring).
+#
+#     plan = budget_plan()                                   # 8 rules x 3 protocols x 16 trials
+#     plan, cfgs = trial_configs(plan)                       # 5 epochs each; plan gets "key"
+#     trials = budget_trial_table(sweep.run_grid(cfgs), plan)
+#     chosen = select_trials(trials)                         # per (protocol, rule), by validation
+#     reruns, rcfgs = rerun_configs(chosen)                  # 15 epochs x seeds 0-4
+#     table = rerun_table(sweep.run_grid(rcfgs), reruns)
+#
+# Selection score: a trial's validation accuracy at its best epoch; a trial that did not train
+# (outcomes.classify: diverged, blew up, failed to learn) scores -inf, so it is chosen only when
+# no trial of its rule trained; ties go to the earliest trial. Scores compared after selection are
+# the validation-selected test accuracy (test accuracy at the best-validation epoch,
+# ``outcomes.METRICS["val_selected"]``).
+
+BUDGET_RULES = ["sgd", "momentum", "nag", "rmsprop", "adam", "nadam", "gravity", "cosine"]
+BUDGET_K = 16                      # quasi-random trials per rule and protocol (a power of 2: Sobol's balance)
+BUDGET_EPOCHS = 5                  # epochs per trial
+RERUN_EPOCHS = 15                  # epochs of each rerun (notebook 02's length)
+RERUN_SEEDS = (0, 1, 2, 3, 4)      # seeds of each rerun (notebook 02's seeds)
+IMITATION_EPS = (1.0, 100.0)       # Adam's ε when imitating the Momentum selected under protocol c
+SEL = "sel_val"                    # the selection score's column (see above)
+
+__all__ += ["BUDGET_RULES", "BUDGET_K", "BUDGET_EPOCHS", "RERUN_EPOCHS", "RERUN_SEEDS", "IMITATION_EPS",
+            "budget_plan", "trial_configs", "budget_trial_table", "select_trials", "rerun_configs",
+            "rerun_table", "rerun_ranking", "rerun_comparisons", "inclusion_verdicts", "INCLUSION_WORDS",
+            "rerun_kendall", "expected_best_weights", "best_so_far", "imitation_variants",
+            "imitation_configs", "trials_then_rerun_configs", "budget_estimate"]
+
+
+def budget_plan(rules=None, protocols=("a", "b", "c"), budget: int = BUDGET_K, seed: int = 0) -> pd.DataFrame:
+    """:func:`plan_trials` of ``rules`` (default :data:`BUDGET_RULES`) at ``budget`` trials per rule
+    and protocol: protocol a the fixed grid (3 lrs x seeds), b and c scrambled Sobol points."""
+    return plan_trials(list(rules) if rules is not None else list(BUDGET_RULES), protocols, budget, seed)
+
+
+def trial_configs(plan: pd.DataFrame, *, epochs: int = BUDGET_EPOCHS, max_steps: int | None = None,
+                  batch_size: int = 64) -> tuple[pd.DataFrame, list]:
+    """``(plan with a "key" column, distinct RunConfigs)``: a configuration shared by two
+    protocols (SGD's b and c trials, whose space is its lr) is trained once."""
+    cfg = [sweep.RunConfig(rule=r.rule, hparams=r.hparams, seed=int(r.seed), epochs=epochs,
+                           batch_size=batch_size, max_steps=max_steps) for r in plan.itertuples()]
+    out = plan.copy()
+    out["key"] = [c.key for c in cfg]
+    return out, list({c.key: c for c in cfg}.values())
+
+
+def budget_trial_table(results: pd.DataFrame, plan: pd.DataFrame) -> pd.DataFrame:
+    """One row per planned trial (``plan`` with ``key``) from the sweep rows ``results``: ``val_acc``
+    (validation accuracy at the best epoch), ``val_epoch``, ``test_acc`` (test accuracy at that
+    epoch: validation-selected), ``final_test_acc``, ``outcome`` ("" if not run yet) and the
+    selection score ``sel_val`` (``val_acc`` for a trained trial, -inf otherwise)."""
+    cols = ["key", "val_epoch", "val_test_acc", "final_test_acc", "diverged", "outcome"]
+    if len(results):
+        runs = run_outcomes(results)[cols]
+        best_val = results.groupby("key")["val_acc"].max().rename("val_acc").reset_index()
+        runs = runs.merge(best_val, on="key", how="left")
+    else:
+        runs = pd.DataFrame(columns=[*cols, "val_acc"])
+    out = plan.merge(runs, on="key", how="left").rename(columns={"val_test_acc": "test_acc"})
+    out["outcome"] = out["outcome"].fillna("")
+    val = out["val_acc"].astype(float)
+    out[SEL] = np.where((out["outcome"] == TRAINED) & np.isfinite(val), val, -np.inf)
+    return out.reset_index(drop=True)
+
+
+def select_trials(trials: pd.DataFrame, by=("protocol", "rule")) -> pd.DataFrame:
+    """The selected trial per group of ``by``: highest ``sel_val`` (validation accuracy at the best
+    epoch of a trained trial), ties to the earliest trial. Only ``by``, ``trial``, ``key`` and
+    ``sel_val`` reach the choice (:func:`select_best`); the chosen rows are returned whole."""
+    ordered = trials.sort_values([*by, "trial"], kind="stable").reset_index(drop=True)
+    ordered["_row"] = np.arange(len(ordered))
+    pick = select_best(ordered, by=by, metric=SEL, key="_row")
+    out = ordered.loc[pick["_row"].to_numpy()].drop(columns="_row")
+    return out.reset_index(drop=True)
+
+
+def rerun_configs(selected: pd.DataFrame, *, epochs: int = RERUN_EPOCHS, seeds=RERUN_SEEDS,
+                  max_steps: int | None = None, batch_size: int = 64) -> tuple[pd.DataFrame, list]:
+    """The reruns of each selected configuration (rows of :func:`select_trials`): ``epochs`` x
+    ``seeds``. Returns ``(plan, distinct RunConfigs)``; ``plan`` has protocol, rule, trial, seed,
+    hparams, key. A configuration selected under two protocols is trained once."""
+    rows, cfgs = [], {}
+    for r in selected.itertuples():
+        for s in seeds:
+            c = sweep.RunConfig(rule=r.rule, hparams=dict(r.hparams), seed=int(s), epochs=epochs,
+                                batch_size=batch_size, max_steps=max_steps)
+            cfgs.setdefault(c.key, c)
+            rows.append({"protocol": r.protocol, "rule": r.rule, "trial": int(r.trial), "seed": int(s),
+                         "hparams": dict(r.hparams), "key": c.key})
+    return pd.DataFrame(rows), list(cfgs.values())
+
+
+def rerun_table(results: pd.DataFrame, reruns: pd.DataFrame) -> pd.DataFrame:
+    """One row per rerun (plan of :func:`rerun_configs`): rule, protocol, seed, ``test_acc`` (final
+    epoch), ``val_test_acc`` (validation-selected), ``val_epoch``, ``outcome`` ("" if not run yet),
+    trial, hparams and key."""
+    cols = ["key", "final_test_acc", "val_test_acc", "val_epoch", "outcome"]
+    runs = run_outcomes(results)[cols] if len(results) else pd.DataFrame(columns=cols)
+    out = reruns.merge(runs, on="key", how="left").rename(columns={"final_test_acc": "test_acc"})
+    out["outcome"] = out["outcome"].fillna("")
+    return out[["rule", "protocol", "seed", "test_acc", "val_test_acc", "val_epoch", "outcome", "trial",
+                "hparams", "key"]]
+
+
+def rerun_ranking(reruns: pd.DataFrame, metric: str = "val_test_acc", level: float = 0.95) -> pd.DataFrame:
+    """Per protocol, the rules ranked by their mean rerun ``metric`` (validation-selected test
+    accuracy) over the reruns that trained, with its t interval clipped to [0, 1]
+    (``compare.accuracy_ci``). Columns: protocol, rule, n_seeds, n_trained, outcome (the worst
+    outcome of its reruns), mean, ci_lo, ci_hi, rank (1 = best; a rule with a rerun that did not
+    train ranks after those whose reruns all trained)."""
+    rows = []
+    for (p, rule), g in reruns.groupby(["protocol", "rule"], sort=False):
+        ok = g[g["outcome"] == TRAINED]
+        ran = g[g["outcome"] != ""]
+        m, lo, hi = compare.accuracy_ci(ok[metric], level)
+        worst = min(ran["outcome"], key=OUTCOMES.index) if len(ran) else "not run"
+        rows.append({"protocol": p, "rule": rule, "n_seeds": len(ran), "n_trained": len(ok), "outcome": worst,
+                     "mean": m, "ci_lo": lo, "ci_hi": hi})
+    out = pd.DataFrame(rows)
+    if out.empty:
+        return out.assign(rank=pd.Series(dtype=int))
+    out["_all"] = (out["outcome"] == TRAINED) & (out["n_trained"] == out["n_seeds"])
+    out["_m"] = out["mean"].fillna(-np.inf)
+    out = out.sort_values(["protocol", "_all", "_m"], ascending=[True, False, False], kind="stable")
+    out["rank"] = out.groupby("protocol").cumcount() + 1
+    return out.drop(columns=["_all", "_m"]).reset_index(drop=True)
+
+
+def _arms(selected: pd.DataFrame, protocol: str) -> dict:
+    sel = selected[selected["protocol"] == protocol]
+    return {r.rule: arm(r.rule, dict(r.hparams)) for r in sel.itertuples()}
+
+
+def rerun_comparisons(runs: pd.DataFrame, selected: pd.DataFrame, ranking: pd.DataFrame, protocols=None,
+                      pairs=INCLUSIONS, metric: str = "val_selected") -> dict:
+    """The verdicts on the reruns, per protocol: ``{protocol: (inclusions, vs_top)}``.
+
+    ``runs``: ``outcomes.run_outcomes`` of the reruns only (one run per arm and seed). For each
+    protocol one :class:`compare.Comparisons` declares, in this order, (1) the family of inclusion
+    pairs present among the rules, each "general vs special" paired by seed, and (2) "each rule vs
+    the top of the reruns" (the top: rank 1 of ``ranking``, chosen on the same reruns, so its lead is
+    biased upwards: the verdicts say whether a rule is behind the best-looking one). A pair in both
+    keeps the inclusion family's verdict. Holm within each family; metric: validation-selected."""
+    out = {}
+    for p in protocols or list(dict.fromkeys(selected["protocol"])):
+        arms = _arms(selected, p)
+        cmps = compare.Comparisons(runs)
+        incl = tuple(compare.Pair(arms[g], arms[s]) for s, g in pairs if s in arms and g in arms)
+        t_incl = cmps.declare(compare.Family(f"inclusions on reruns ({p})", incl, metric))
+        rk = ranking[ranking["protocol"] == p].sort_values("rank")
+        if len(rk):
+            top = rk["rule"].iloc[0]
+            vs = tuple(compare.Pair(arms[r], arms[top]) for r in rk["rule"] if r != top and r in arms)
+            t_top = cmps.declare(compare.Family(f"each rule vs the top of the reruns ({p})", vs, metric))
+        else:
+            t_top = pd.DataFrame(columns=compare.COLUMNS)
+        out[p] = (t_incl, t_top)
+    return out
+
+
+#: what a verdict of "general vs special" says about the inclusion special ⊆ general
+INCLUSION_WORDS = {"better": "holds", "equivalent": "holds", "worse": "violated", "inconclusive": "undecided"}
+
+
+def inclusion_verdicts(tables: dict, pairs=INCLUSIONS) -> pd.DataFrame:
+    """One row per protocol and inclusion pair from :func:`rerun_comparisons`: special, general,
+    n_seeds, mean_special, mean_general, diff_pp (general − special), its interval, p_holm, mde_pp,
+    verdict (general vs special, or an outcome word) and ``inclusion`` (:data:`INCLUSION_WORDS`:
+    holds / violated / undecided; "decided by outcome" for an outcome word)."""
+    rows = []
+    for p, (t, _) in tables.items():
+        for _, r in t.iterrows():
+            rows.append({"protocol": p, "special": r["b"], "general": r["a"], "n_seeds": r["n_seeds"],
+                         "mean_special": r["mean_b"], "mean_general": r["mean_a"], "diff_pp": r["diff_pp"],
+                         "ci_lo_pp": r["ci_lo_pp"], "ci_hi_pp": r["ci_hi_pp"], "interval": r["interval"],
+                         "p_holm": r["p_holm"], "mde_pp": r["mde_pp"], "verdict": r["verdict"],
+                         "inclusion": INCLUSION_WORDS.get(r["verdict"], "decided by outcome"
+                                                          if r["verdict"] != "no paired runs" else "not run")})
+    return pd.DataFrame(rows)
+
+
+def rerun_kendall(ranking: pd.DataFrame, protocols=None) -> pd.DataFrame:
+    """Kendall τ (and its p) between every two protocols' rankings by mean rerun accuracy, over the
+    rules ranked under both."""
+    names = protocols or list(dict.fromkeys(ranking["protocol"]))
+    rows = []
+    for i in range(len(names)):
+        for j in range(i + 1, len(names)):
+            p, q = names[i], names[j]
+            m = ranking[ranking["protocol"] == p][["rule", "mean"]].merge(
+                ranking[ranking["protocol"] == q][["rule", "mean"]], on="rule").dropna()
+            res = kendalltau(m["mean_x"], m["mean_y"]) if len(m) >= 2 else None
+            rows.append({"protocol_1": p, "protocol_2": q, "n_rules": len(m),
+                         "tau": float(res.statistic) if res else np.nan, "p": float(res.pvalue) if res else np.nan})
+    return pd.DataFrame(rows)
+
+
+def expected_best_weights(K: int) -> np.ndarray:
+    """``W`` (K x K): ``W[k-1, j]`` is the probability that the trial ranked ``j`` (0 = best by the
+    selection score) is the one selected among ``k`` trials drawn without replacement from the ``K``,
+    C(K-1-j, k-1) / C(K, k). Row k-1 dotted with the scores in selection order is the expected score
+    of the trial selected among k."""
+    W = np.zeros((K, K))
+    for k in range(1, K + 1):
+        total = math.comb(K, k)
+        for j in range(K):
+            W[k - 1, j] = math.comb(K - 1 - j, k - 1) / total
+    return W
+
+
+def best_so_far(trials: pd.DataFrame, *, by=("protocol", "rule"), metric: str = SEL, score: str = "test_acc",
+                n_boot: int = 1000, level: float = 0.95, seed: int = 0, fail_score: float = CHANCE) -> pd.DataFrame:
+    """Choi et al.'s convergence of tuning: for k = 1..K, the expected ``score`` (validation-selected
+    test accuracy) of the trial selected by ``metric`` (validation) among k of a group's K trials
+    drawn without replacement, computed exactly (:func:`expected_best_weights`), with a percentile
+    bootstrap band: the K trials are resampled with replacement ``n_boot`` times and the whole curve
+    recomputed on each resample (one joint draw per curve, which ``scipy.stats.bootstrap``'s
+    per-statistic intervals do not give). Ties in ``metric`` go to the earliest trial; a score that is
+    not finite (a trial that never evaluated) counts as ``fail_score`` (chance). At k = K the band is
+    the bootstrap of a maximum, whose point value sits at the top of it: read the curve's shape (does
+    it flatten before K?), and the reruns for the level.
+
+    Returns a long frame: ``by``..., k, K, expected, lo, hi."""
+    rng = np.random.default_rng(seed)
+    a = (1 - level) / 2
+    rows = []
+    for keys, g in trials.groupby(list(by), sort=False):
+        g = g.sort_values("trial", kind="stable")
+        sel = g[metric].to_numpy(dtype=float)
+        sel = np.where(np.isfinite(sel), sel, -np.inf)
+        sc = g[score].to_numpy(dtype=float)
+        sc = np.where(np.isfinite(sc), sc, fail_score)
+        K = sel.size
+        order = np.lexsort((np.arange(K), -sel))          # best first, ties: earliest trial
+        pos = np.empty(K, int)
+        pos[order] = np.arange(K)
+        sc_by_pos = sc[order]
+        W = expected_best_weights(K)
+        point = W @ sc_by_pos
+        idx = rng.integers(0, K, (n_boot, K))
+        boot = np.sort(pos[idx], axis=1)
+        curves = sc_by_pos[boot] @ W.T
+        lo, hi = np.quantile(curves, a, axis=0), np.quantile(curves, 1 - a, axis=0)
+        keys = keys if isinstance(keys, tuple) else (keys,)
+        for k in range(K):
+            rows.append({**dict(zip(by, keys)), "k": k + 1, "K": K, "expected": float(point[k]),
+                         "lo": float(lo[k]), "hi": float(hi[k])})
+    return pd.DataFrame(rows)
+
+
+def imitation_variants(selected: pd.DataFrame, eps_values=IMITATION_EPS, protocol: str = "c") -> tuple[dict, str]:
+    """Section 4's variants from the trials selected under ``protocol``: ``({name: (rule, hparams)},
+    base name)`` -- the selected Momentum (base), the selected Adam, and Adam imitating the Momentum
+    at each ε with both lr matches (:func:`imitation_hparams`)."""
+    sel = selected[selected["protocol"] == protocol].set_index("rule")
+    mom_hp, adam_hp = dict(sel.loc["momentum", "hparams"]), dict(sel.loc["adam", "hparams"])
+    base = f"momentum (tuned, {protocol})"
+    variants = {base: ("momentum", mom_hp), f"adam (tuned, {protocol})": ("adam", adam_hp)}
+    for eps in eps_values:
+        for match in ("asymptotic", "first_step"):
+            variants[f"adam (imitating momentum, eps={eps:g}, {match} lr)"] = (
+                "adam", imitation_hparams(mom_hp, eps, match))
+    return variants, base
+
+
+def imitation_configs(variants: dict, *, epochs: int = RERUN_EPOCHS, seeds=RERUN_SEEDS,
+                      max_steps: int | None = None, batch_size: int = 64) -> dict:
+    """``{name: [RunConfig per seed]}`` of :func:`imitation_variants` (at the reruns' length and
+    seeds, so the selected Momentum and Adam are the reruns' own runs)."""
+    return {name: [sweep.RunConfig(rule=r, hparams=hp, seed=int(s), epochs=epochs, batch_size=batch_size,
+                                   max_steps=max_steps) for s in seeds] for name, (r, hp) in variants.items()}
+
+
+def budget_estimate(n_trial_runs: int, n_rerun_runs: int, *, epochs_tune: int = BUDGET_EPOCHS,
+                    rerun_epochs: int = RERUN_EPOCHS, sec_per_epoch: float = 3.5, workers: int = 2) -> dict:
+    """Epochs and wall-clock minutes of training ``n_trial_runs`` trials and ``n_rerun_runs`` reruns."""
+    epochs = n_trial_runs * epochs_tune + n_rerun_runs * rerun_epochs
+    return {"trial_runs": n_trial_runs, "rerun_runs": n_rerun_runs, "epochs": epochs,
+            "minutes": epochs * sec_per_epoch / workers / 60}
+
+
+def trials_then_rerun_configs(*, rules=None, protocols=("a", "b", "c"), budget: int = BUDGET_K,
+                              epochs_tune: int = BUDGET_EPOCHS, rerun_epochs: int = RERUN_EPOCHS,
+                              seeds=RERUN_SEEDS, imitation_eps=IMITATION_EPS, sampler_seed: int = 0,
+                              storage=sweep.DEFAULT_STORAGE, runs_dir=results_io.RUNS_DIR, workers=None,
+                              dry_run: bool = False) -> list:
+    """The background launcher of notebook 05 (``python -m optreport.report.plans 05``): trains the
+    trials of :func:`budget_plan` (stored ones are reused), selects per rule and protocol by
+    validation, and returns the reruns' configs (with section 4's imitation runs), for the caller to
+    train. With ``dry_run`` nothing is trained: if some trial is not stored yet, the trials' configs
+    are returned instead (the reruns cannot be known before the trials)."""
+    plan, cfgs = trial_configs(budget_plan(rules, protocols, budget, sampler_seed), epochs=epochs_tune)
+    stored = results_io.stored_keys(runs_dir)
+    missing = [c for c in cfgs if c.key not in stored]
+    print(f"[05] trials: {len(cfgs)} runs of {epochs_tune} epochs, {len(missing)} to train", flush=True)
+    if missing:
+        if dry_run:
+            return cfgs
+        sweep.run_grid(cfgs, storage=storage, runs_dir=runs_dir, workers=workers, progress=False)
+    trials = budget_trial_table(results_io.load_results(cfgs, runs_dir), plan)
+    chosen = select_trials(trials)
+    _, rcfgs = rerun_configs(chosen, epochs=rerun_epochs, seeds=seeds)
+    if {"momentum", "adam"} <= set(chosen.loc[chosen["protocol"] == "c", "rule"]):
+        variants, _ = imitation_variants(chosen, imitation_eps)
+        icfgs = [c for cs in imitation_configs(variants, epochs=rerun_epochs, seeds=seeds).values() for c in cs]
+        rcfgs = list({c.key: c for c in rcfgs + icfgs}.values())
+    print(f"[05] reruns (selected configurations and imitations): {len(rcfgs)} runs of {rerun_epochs} epochs",
+          flush=True)
+    return rcfgs

@@ -16,6 +16,27 @@ asked for that copy.
 The IDX format (http://yann.lecun.com/exdb/mnist/) is parsed here with numpy, checking the
 magic number, the dimensions and the exact byte count, so a truncated download fails loudly
 (``CorruptDataError``) instead of training on garbage.
+
+Two data protocols (``protocol=``; a run's ``RunConfig.data_protocol``):
+
+* ``"report"`` (default, the report's own): a random validation split of ``val_size`` images
+  (permutation seeded by ``split_seed``), pixels ``uint8 / 255`` then standardised with the
+  training split's own mean and std; every test image.
+* ``"deepobs"``: DeepOBS's ``fmnist_2c2d`` data as the published (TensorFlow) runs of Crowded
+  Valley saw it (build/deepobs_2c2d_findings.md; ``fsschneider/DeepOBS@ee79d9f1:
+  deepobs/tensorflow/datasets/fmnist.py``): pixels ``uint8 / 255`` only, in [0, 1], no mean/std;
+  validation = the FIRST ``val_size`` (DeepOBS: 10,000) images of the training file, unshuffled
+  and the same for every seed; training = the other images (50,000) in file order; validation and
+  test sets cut to whole batches of ``batch_size`` as DeepOBS's ``drop_remainder=True`` evaluates
+  them (at 128: the first 9,984 of the 10,000 test images, 78 batches). The trainer, given
+  ``data_protocol="deepobs"``, drops the last partial training batch (390 steps of 128 per epoch).
+  Not reproducible exactly, and so not reproduced: DeepOBS shuffles the training split with
+  ``tf.data``'s buffered shuffle (buffer 20,000, not a uniform permutation) driven by TensorFlow's
+  RNG; we draw a full ``torch.randperm`` per epoch from our own seed, so batches hold other images
+  (seeds are comparable as distributions, never one by one). DeepOBS's "train" metric (an eval
+  pass over 9,984 training images after each epoch) and its epoch-0 evaluation are not produced.
+  The deepobs pipeline has its own version, :data:`DEEPOBS_DATA_VERSION`, which enters the key of
+  deepobs runs only (report runs keep their keys).
 """
 from __future__ import annotations
 
@@ -31,8 +52,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-__all__ = ["FashionMNIST", "load_fashion_mnist", "DataNotFoundError", "CorruptDataError",
-           "read_idx", "write_idx", "write_fixture", "find_files", "FILES", "CLASSES", "DEBIAN_DIR", "CACHE_DIR"]
+__all__ = ["FashionMNIST", "load_fashion_mnist", "DataNotFoundError", "CorruptDataError", "PROTOCOLS",
+           "DEEPOBS_DATA_VERSION", "DEEPOBS_VAL_SIZE", "DEEPOBS_BATCH_SIZE", "read_idx", "write_idx", "write_fixture",
+           "find_files", "FILES", "CLASSES", "DEBIAN_DIR", "CACHE_DIR"]
 
 # File stems of the four original files; each may be stored raw or gzipped.
 FILES = {
@@ -54,6 +76,12 @@ CACHE_DIR = Path(os.path.expanduser("~/.cache/fashion-mnist"))  # torchvision do
 #: Version of the data pipeline (parsing, scaling, the validation split). It enters every run's
 #: key: bump it when a change alters the tensors a run sees (tests/test_golden.py checks).
 DATA_VERSION = 1
+#: Version of the "deepobs" protocol's pipeline (scaling, split, cut to whole batches); it enters
+#: the key of deepobs-protocol runs only. Bump it when that pipeline's tensors change.
+DEEPOBS_DATA_VERSION = 1
+PROTOCOLS = ("report", "deepobs")   # data protocols (see the module docstring)
+DEEPOBS_VAL_SIZE = 10_000           # DeepOBS's validation split: the first 10,000 training images
+DEEPOBS_BATCH_SIZE = 128            # DeepOBS's batch size for fmnist_2c2d (train, valid and test)
 TRAIN_SIZE = 60_000        # images in Fashion-MNIST's training file (validation split included)
 
 FMNIST_TRAIN_MEAN = 0.2860
@@ -86,6 +114,8 @@ class FashionMNIST:
     source: str            # folder the four files were read from
     mean: float = 0.0      # pixel mean (of uint8/255 values) of the training split used
     std: float = 1.0       # pixel std of the training split used
+    protocol: str = "report"         # data protocol (module docstring): "report" | "deepobs"
+    batch_size: int | None = None    # deepobs: val/test cut to whole batches of this size
 
     def __repr__(self):
         return (f"FashionMNIST(train={len(self.train_y)}, val={len(self.val_y)}, "
@@ -248,7 +278,8 @@ def _parse(paths: tuple[tuple[str, str], ...]):
 
 
 def load_fashion_mnist(root=None, *, val_size: int = 5000, split_seed: int = 0,
-                       download: bool = True) -> FashionMNIST:
+                       download: bool = True, protocol: str = "report",
+                       batch_size: int = DEEPOBS_BATCH_SIZE) -> FashionMNIST:
     """Load, split and standardise Fashion-MNIST.
 
     root:       folder with the four IDX files (raw or .gz); default FMNIST_DIR, then Debian's
@@ -256,13 +287,57 @@ def load_fashion_mnist(root=None, *, val_size: int = 5000, split_seed: int = 0,
     val_size:   training images held out as the validation split (0 for none).
     split_seed: seed of the fixed permutation choosing the validation images.
     download:   allow the torchvision download as the last resort.
+    protocol:   "report" (below) or "deepobs" (module docstring: /255 only, validation = the first
+                ``val_size`` training images, val/test cut to whole batches of ``batch_size``;
+                ``split_seed`` is unused).
+    batch_size: deepobs only: the batch size whose whole batches of val/test are kept.
     Images become float32 (N, 1, 28, 28): uint8 / 255, then (x - mean) / std with the mean and
     std of the remaining training images. Labels are int64. Repeated calls are cheap: parsed files
     and splits are cached in-process, so the returned tensors are shared: treat them as read-only.
     """
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"Invalid data_protocol: {protocol!r} (choose from {', '.join(PROTOCOLS)})")
     files = locate(root, download=download)
     key = tuple((k, str(p), p.stat().st_size, p.stat().st_mtime_ns) for k, p in sorted(files.items()))
-    return dataclasses.replace(_split(key, val_size, split_seed), source=str(files["train_images"].parent))
+    if protocol == "deepobs":
+        out = _split_deepobs(key, val_size, batch_size)
+    else:
+        out = _split(key, val_size, split_seed)
+    return dataclasses.replace(out, source=str(files["train_images"].parent))
+
+
+@functools.lru_cache(maxsize=2)
+def _split_deepobs(key, val_size, batch_size):
+    """DeepOBS's split (module docstring), cached: callers must treat the tensors as read-only."""
+    arrays = _parse(key)
+    x_all, y_all = arrays["train_images"], arrays["train_labels"]
+    n = len(y_all)
+    if not 0 < val_size < n:
+        raise ValueError(f"Invalid val_size: {val_size} (must be in (0, {n}) for the deepobs protocol)")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"Invalid batch_size: {batch_size!r} (must be an integer >= 1)")
+
+    def whole_batches(m):      # drop_remainder=True: the images of complete batches only
+        return m // batch_size * batch_size
+
+    n_val = whole_batches(val_size)
+    n_test = whole_batches(len(arrays["test_labels"]))
+    if n_val == 0 or n_test == 0:
+        raise ValueError(f"Invalid batch_size: {batch_size} (larger than the validation or test set)")
+
+    def prep(u8):              # X.astype(np.float32) / 255.0, as DeepOBS's _read_mnist_data
+        return torch.from_numpy(np.ascontiguousarray(u8)).to(torch.float32).div_(255.0).unsqueeze(1).contiguous()
+
+    def lab(y):
+        return torch.from_numpy(np.ascontiguousarray(y)).to(torch.int64)
+
+    out = FashionMNIST(prep(x_all[val_size:]), lab(y_all[val_size:]),
+                       prep(x_all[:n_val]), lab(y_all[:n_val]),
+                       prep(arrays["test_images"][:n_test]), lab(arrays["test_labels"][:n_test]),
+                       source="", mean=0.0, std=1.0, protocol="deepobs", batch_size=batch_size)
+    for t in (out.train_x, out.val_x, out.test_x):
+        t.requires_grad_(False)
+    return out
 
 
 @functools.lru_cache(maxsize=4)

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from optimizers import OPTIMIZERS, RuleOptimizer
-from optreport.engine.data import load_fashion_mnist
+from optreport.engine.data import DEEPOBS_VAL_SIZE, PROTOCOLS, load_fashion_mnist
 from optreport.engine.models import build_model
 
 __all__ = ["TRAINER_VERSION", "SCHEDULES", "train", "train_subset", "scheduled_lr", "evaluate", "json_safe",
@@ -170,15 +170,19 @@ def train(model: str = "mlp", rule: str = "sgd", hparams: dict | None = None, *,
           epochs: int = 1, batch_size: int = 64, seed: int = 0, max_steps: int | None = None,
           callback=None, progress: bool = False, threads: int | None = None,
           compile: bool = False, compile_step: bool = True, check_every: int = CHECK_EVERY,
-          flush_denormal: bool = True, schedule: str = "constant", n_train: int | None = None) -> dict:
+          flush_denormal: bool = True, schedule: str = "constant", n_train: int | None = None,
+          data_protocol: str = "report") -> dict:
     """Train ``model`` with update rule ``rule`` and return a JSON-serialisable record.
 
     model:       name in models.MODELS.
     rule:        name in optimizers.OPTIMIZERS.
     hparams:     keyword arguments of the rule, including ``lr`` (missing ones: rule defaults).
-    data:        a data.FashionMNIST (default: data.load_fashion_mnist()).
+    data:        a data.FashionMNIST (default: data.load_fashion_mnist() with ``data_protocol``;
+                 for "deepobs" its validation split of data.DEEPOBS_VAL_SIZE images).
     epochs:      passes over the training split; the last batch of an epoch may be smaller
-                 (like DataLoader's default drop_last=False).
+                 (like DataLoader's default drop_last=False), except under the "deepobs"
+                 protocol, which drops it (DeepOBS's ``drop_remainder=True``: 390 steps of 128
+                 on its 50,000 training images).
     batch_size:  examples per step.
     seed:        seeds the model's initial weights, the batch order and any randomness of the
                  rule (torch's global RNG is forked, so the caller's state is untouched).
@@ -199,6 +203,9 @@ def train(model: str = "mlp", rule: str = "sgd", hparams: dict | None = None, *,
                  run's steps: ``epochs`` epochs, or ``max_steps`` if smaller).
     n_train:     train on this many examples of the training split (a fixed prefix of a seeded
                  permutation: nested subsets, see :func:`train_subset`); None: all of them.
+    data_protocol: "report" or "deepobs" (see optreport.engine.data); ``data`` must have been
+                 loaded with the same protocol (and, for deepobs, the same batch size). Echoed
+                 in the record's config only when it is not "report".
 
     Record: ``config`` (echo), ``epochs`` (one dict per epoch: epoch, train_loss, train_acc
     -- plain means over the epoch's batches --, val_loss, val_acc, test_loss, test_acc,
@@ -206,11 +213,21 @@ def train(model: str = "mlp", rule: str = "sgd", hparams: dict | None = None, *,
     spent in optimizer.step()), ``step_losses`` (loss of every step), ``diverged``,
     ``diverged_epoch``, ``steps``, ``seconds`` (total wall time including evaluation).
     """
-    if data is None:
-        data = load_fashion_mnist()
-    hparams = dict(hparams or {})
+    if data_protocol not in PROTOCOLS:
+        raise ValueError(f"Invalid data_protocol: {data_protocol!r} (choose from {', '.join(PROTOCOLS)})")
     if batch_size < 1:
         raise ValueError(f"Invalid batch_size: {batch_size}")
+    deepobs = data_protocol == "deepobs"
+    if data is None:
+        data = (load_fashion_mnist(protocol="deepobs", val_size=DEEPOBS_VAL_SIZE, batch_size=batch_size)
+                if deepobs else load_fashion_mnist())
+    if getattr(data, "protocol", "report") != data_protocol:
+        raise ValueError(f"Invalid data_protocol: {data_protocol!r}, but the data were loaded with protocol "
+                         f"{getattr(data, 'protocol', 'report')!r}")
+    if deepobs and data.batch_size != batch_size:
+        raise ValueError(f"Invalid batch_size: {batch_size} (the deepobs data were cut to whole batches of "
+                         f"{data.batch_size}; load them with batch_size={batch_size})")
+    hparams = dict(hparams or {})
     if schedule not in SCHEDULES:
         raise ValueError(f"Invalid schedule: {schedule!r} (choose from {', '.join(SCHEDULES)})")
     subset = train_subset(len(data.train_y), n_train)
@@ -219,6 +236,8 @@ def train(model: str = "mlp", rule: str = "sgd", hparams: dict | None = None, *,
                   n_train=len(data.train_y) if subset is None else len(subset), n_val=len(data.val_y),
                   data_source=getattr(data, "source", None), torch=torch.__version__,
                   threads=threads or torch.get_num_threads(), flush_denormal=flush_denormal)
+    if deepobs:        # only when not the default: report records stay as they were
+        config.update(data_protocol=data_protocol, n_test=len(data.test_y))
     t_start = time.perf_counter()
     with _num_threads(threads), denormals_flushed(flush_denormal), torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -231,7 +250,10 @@ def train(model: str = "mlp", rule: str = "sgd", hparams: dict | None = None, *,
         if subset is not None:
             x_all, y_all = x_all[subset], y_all[subset]
         n = len(y_all)
-        steps_per_epoch = math.ceil(n / batch_size)
+        steps_per_epoch = n // batch_size if deepobs else math.ceil(n / batch_size)
+        if deepobs and steps_per_epoch < 1:
+            raise ValueError(f"Invalid batch_size: {batch_size} (more than the {n} training examples, "
+                             "and the deepobs protocol drops the last partial batch)")
         total_steps = epochs * steps_per_epoch if max_steps is None else min(max_steps, epochs * steps_per_epoch)
         lr0 = [g["lr"] for g in optimizer.param_groups]
         gen = torch.Generator().manual_seed(seed)

@@ -49,7 +49,9 @@ from nbconvert.preprocessors import TagRemovePreprocessor
 from papermill.exceptions import PapermillExecutionError
 
 from optreport.engine import data
+from optreport.report import readings
 from optreport.report.figures import RULE_ORDER, rule_label
+from optreport.runs import sweep
 from optreport.runs.results import load_results
 
 REPO = Path(__file__).resolve().parents[2]
@@ -73,8 +75,8 @@ KERNEL_ARGS = ["--IPKernelApp.log_level=ERROR"]
 KEY_FIGURE = {"01": "01_trajectories_rosenbrock.png", "02": "02_final_test_acc_heatmap.png",
               "03": "03_vs_momentum.png", "04": "04_accuracy_vs_time.png", "05": "05_protocol_scores.png"}
 KEY_TABLE = {"01": ("01_conformance", ["rule", "torch", "steps", "max_abs", "max_rel", "verdict"]),
-             "03": ("03_vs_momentum", ["metric", "lr", "rule", "n", "mean_diff", "ci_lo", "ci_hi", "holm_p",
-                                       "verdict"]),
+             "03": ("03_vs_baselines", ["rule", "lr", "baseline", "baseline_lr", "n_seeds", "diff_pp", "ci_lo_pp",
+                                        "ci_hi_pp", "verdict"]),
              "04": ("04_epoch_cost", ["rule", "best_lr", "train_s", "step_share", "acc",
                                       "state_bytes_per_param", "epoch_vs_sgd"]),
              "05": ("05_ranking", ["rule", "median_a", "mean_rank_a", "median_b", "mean_rank_b", "median_c",
@@ -322,15 +324,18 @@ def write_timing(path: Path, rows: dict[str, dict]) -> None:
             w.writerow({k: rows[name].get(k, "") for k in TIMING_FIELDS})
 
 
-def sweep_grid(t: pd.DataFrame) -> pd.DataFrame:
-    """Notebook 02's table as a grid: final test accuracy (%) with its 95% CI per rule (rows,
-    catalogue order) and lr (columns); "diverged (k/n)" where every run diverged."""
+def sweep_grid(t: pd.DataFrame, col: str = "val_test_acc") -> pd.DataFrame:
+    """Notebook 02's table as a grid: the mean ``col`` (default: the test accuracy at the
+    validation-selected epoch) in % with its 95% CI per rule (rows, catalogue order) and lr
+    (columns); a cell whose runs did not all train names its outcome ("diverged",
+    "2/5 diverged, 3/5 trained: 85.1 ...")."""
     def cell(r):
-        if not np.isfinite(r.test_acc):
-            return f"diverged ({int(r.diverged)}/{int(r.runs)})"
-        ci = (f"[{100 * r.test_acc_lo:.1f}, {100 * r.test_acc_hi:.1f}]" if np.isfinite(r.test_acc_lo)
-              else f"(n={int(r.runs - r.diverged)})")
-        return f"{100 * r.test_acc:.1f} {ci}" + (f", {int(r.diverged)}/{int(r.runs)} diverged" if r.diverged else "")
+        head = "" if r.outcome == "trained" else str(r.outcome)
+        m, lo, hi = getattr(r, col), getattr(r, f"{col}_lo"), getattr(r, f"{col}_hi")
+        if not np.isfinite(m):
+            return head
+        ci = f"[{100 * lo:.1f}, {100 * hi:.1f}]" if np.isfinite(lo) else f"(n={int(r.n_trained)})"
+        return (f"{head}: " if head else "") + f"{100 * m:.1f} {ci}"
     t = t.assign(cell=[cell(r) for r in t.itertuples()])
     wide = t.pivot(index="rule", columns="lr", values="cell")
     wide = wide.reindex([r for r in RULE_ORDER if r in wide.index])
@@ -438,8 +443,70 @@ def write_index(results_dir: Path, img_dir: Path, notebooks: list[tuple[str, str
     return index
 
 
+# ----------------------------------------------------------------------------- run manifests
+def write_manifest(log: Path, out: Path) -> None:
+    """The keys a notebook asked ``run_grid`` for (``log``, one per line, repeats allowed), sorted and
+    unique, as ``out`` (written only when it changes; nothing when the notebook reads no runs)."""
+    keys = sorted(set(log.read_text().split())) if log.exists() else []
+    if keys:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        write_if_changed(out, "\n".join(keys) + "\n")
+
+
+def cost_table(results_dir: Path) -> pd.DataFrame:
+    """Per notebook (``results/manifests/NN_*.txt``, in order), the runs it reads that no earlier
+    notebook read, their model-epochs and their measured training + evaluation seconds (from the
+    runs' records): what the notebook costs on an empty store."""
+    runs_dir = results_dir / "runs"
+    df = load_results(runs_dir=runs_dir)
+    per_run = df.groupby("key").agg(epochs=("epoch", "size"), seconds=("train_seconds", "sum"),
+                                    eval_seconds=("eval_seconds", "sum"))
+    seen, rows = set(), []
+    for path in sorted((results_dir / "manifests").glob("[0-9][0-9]_*.txt")):
+        keys = [k for k in path.read_text().split() if k not in seen]
+        seen |= set(keys)
+        have = per_run.reindex([k for k in keys if k in per_run.index])
+        rows.append({"notebook": path.stem, "runs": len(keys), "stored": len(have),
+                     "model_epochs": int(have["epochs"].sum()),
+                     "process_hours": float((have["seconds"].fillna(0) + have["eval_seconds"].fillna(0)).sum() / 3600)})
+    return pd.DataFrame(rows, columns=["notebook", "runs", "stored", "model_epochs", "process_hours"])
+
+
+def cost_markdown(results_dir: Path, workers: int = 2) -> str:
+    """README's cost block: per notebook, runs and measured process-hours on an empty store, the
+    wall-clock estimate with ``workers`` worker processes, and the throughput benchmark's table
+    (``results/bench_throughput.csv``, written by ``make bench``) when it exists."""
+    t = cost_table(results_dir)
+    lines = [f"Training cost of each notebook on an empty store, from the seconds its stored runs took (as measured "
+             f"while they ran, often beside other work on the machine) "
+             f"(a run shared by several notebooks counts for the first); wall clock with {workers} worker processes:",
+             "", "| notebook | runs | model-epochs | process-hours | wall clock (h) |", "|---|---|---|---|---|"]
+    for r in t.itertuples():
+        lines.append(f"| {r.notebook} | {r.runs} | {r.model_epochs:,} | {r.process_hours:.2f} | "
+                     f"{r.process_hours / workers:.2f} |")
+    lines.append(f"| total | {int(t.runs.sum())} | {int(t.model_epochs.sum()):,} | {t.process_hours.sum():.2f} | "
+                 f"{t.process_hours.sum() / workers:.2f} |")
+    bench = results_dir / "bench_throughput.csv"
+    if bench.exists():
+        b = pd.read_csv(bench)
+        when = f" on {b['measured_utc'].iloc[0]}" if "measured_utc" in b.columns else ""
+        lines += ["", f"Throughput (`benchmarks/bench_throughput.py`{when}, {int(b['workers'].iloc[0])} workers × 1 "
+                  f"thread, evaluation included): seconds per epoch per worker and the ratio to the GEMM bound, "
+                  f"the model's own matrix multiplies timed in the same run ({b['gemm_bound_s'].iloc[0]:.2f} "
+                  f"core-seconds per epoch):", "",
+                  "| rule | s/epoch/worker | model-epochs per core-second | ratio to the GEMM bound |",
+                  "|---|---|---|---|"]
+        for r in b.itertuples():
+            lines.append(f"| {r.rule} | {r.s_per_epoch_per_worker:.2f} | {r.model_epochs_per_core_second:.3f} | "
+                         f"{r.ratio_to_gemm_bound:.2f} |")
+    return "\n".join(lines)
+
+
 # ----------------------------------------------------------------------------- README
 README_START, README_END = "<!-- headline:start -->", "<!-- headline:end -->"
+BASELINE_COLUMNS = {"a": "rule", "lr_a": "lr", "b": "baseline", "lr_b": "baseline_lr", "outcome_a": "outcome_rule",
+                    "outcome_b": "outcome_baseline", "n_out_a": "n_out_rule", "n_out_b": "n_out_baseline"}
+COST_START, COST_END = "<!-- cost:start -->", "<!-- cost:end -->"
 
 
 def training_seconds(runs_dir: Path) -> float:
@@ -456,14 +523,21 @@ def headline_markdown(results_dir: Path, img_dir: Path) -> str:
     changes only when those change."""
     t = pd.read_csv(results_dir / "02_sweep_table.csv")
     wide = sweep_grid(t)
-    seeds = int(t["runs"].max())
+    seeds = int(t["n_seeds"].max())
     cols = list(wide.columns[1:])
-    lines = [f"![final test accuracy per rule and lr]({img_dir.name}/02_final_test_acc_heatmap.png)", "",
-             f"Final test accuracy (%) of the quickstart MLP after notebook 02's epochs, mean and 95% "
-             f"CI over {seeds} seeds ([full table](results/02_sweep_table.md)):", "",
+    lines = [f"![test accuracy per rule and lr]({img_dir.name}/02_final_test_acc_heatmap.png)", "",
+             f"Test accuracy (%) of the quickstart MLP at the epoch with the best validation accuracy "
+             f"({int(t['final_epoch'].max())} epochs), mean and 95% CI over the runs that trained of {seeds} seeds; a "
+             f"cell whose runs did not all train names the outcome ([full table](results/02_sweep_table.md)):", "",
              "| rule | " + " | ".join(cols) + " |",
              "|---|" + "---|" * len(cols)]
     lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in wide.itertuples(index=False)]
+    vs = results_dir / "03_vs_baselines.csv"
+    if vs.exists():
+        t3 = pd.read_csv(vs).rename(columns={v: k for k, v in BASELINE_COLUMNS.items()})
+        lines += ["", f"**Seed 000's question** (\"almost no change\" between Momentum, Gravity and Cosine; notebook "
+                  f"03, {int(t3['n_seeds'].max())} seeds): " + readings.almost_no_change(t3, "momentum"),
+                  "", "Against the right baselines: " + readings.baseline_summary(t3)]
     train_s = training_seconds(results_dir / "runs")
     lines += ["", f"Run times on this machine (2 cores): training and evaluation of the stored runs add up to "
               f"{train_s / 3600:.1f} process-hours (two worker processes share the cores)."]
@@ -478,7 +552,12 @@ def update_readme(results_dir: Path, img_dir: Path, readme: Path | None = None) 
         return False
     head, rest = text.split(README_START, 1)
     _, tail = rest.split(README_END, 1)
-    write_if_changed(readme, f"{head}{README_START}\n{headline_markdown(results_dir, img_dir)}\n{README_END}{tail}")
+    text = f"{head}{README_START}\n{headline_markdown(results_dir, img_dir)}\n{README_END}{tail}"
+    if COST_START in text and COST_END in text:
+        head, rest = text.split(COST_START, 1)
+        _, tail = rest.split(COST_END, 1)
+        text = f"{head}{COST_START}\n{cost_markdown(results_dir)}\n{COST_END}{tail}"
+    write_if_changed(readme, text)
     return True
 
 
@@ -516,6 +595,10 @@ def run(args) -> int:
         print(f"[{i}/{len(nbs)}] {nb_path.name}: {title}", flush=True)
         t0 = time.perf_counter()
         error = None
+        manifest = base / "build" / f"manifest_{nb_path.stem}.txt"
+        manifest.parent.mkdir(parents=True, exist_ok=True)
+        manifest.unlink(missing_ok=True)
+        os.environ[sweep.MANIFEST_ENV] = str(manifest)      # the kernel inherits it: run_grid logs its keys
         try:
             pm.execute_notebook(str(nb_path), str(out_nb), parameters=params,
                                 kernel_name="python3", cwd=str(NOTEBOOK_DIR),
@@ -538,6 +621,9 @@ def run(args) -> int:
             link = os.path.relpath((base / "notebooks" / nb_path.name), html_path.parent).replace(os.sep, "/")
             export_html(shown, html_path, link)
         write_timing(timing_csv, timing)
+        os.environ.pop(sweep.MANIFEST_ENV, None)
+        if error is None:
+            write_manifest(manifest, results_dir / "manifests" / f"{nb_path.stem}.txt")
         if error is not None:
             print(f"\nreport: FAILED: {cell_error(nb_path, error)}\n"
                   f"The partially executed notebook is kept: {out_nb}\n"

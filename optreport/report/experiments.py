@@ -16,15 +16,17 @@ no longer reuses 02's runs for that part of its grid.
 from __future__ import annotations
 
 from optimizers import OPTIMIZERS
+from optreport.runs import sweep
 
-__all__ = ["RULES", "NOVEL_RULES", "NOVEL_SEEDS", "MOMENTUM", "matched_momentum_lr", "LRS", "SEEDS", "EPOCHS",
+__all__ = ["RULES", "NOVEL_RULES", "NOVEL_SEEDS", "BASELINES", "ABLATION_SEEDS", "comparison_configs",
+           "MOMENTUM", "matched_momentum_lr", "LRS", "SEEDS", "EPOCHS",
            "BATCH_SIZE", "MAX_STEPS", "QUICK_SEEDS", "QUICK_EPOCHS", "QUICK_MAX_STEPS", "ALPHA", "SEC_PER_EPOCH"]
 
 # ----------------------------------------------------------------------------- notebook 02's grid
 RULES = list(OPTIMIZERS)            # every update rule of the report, in the catalogue's order
 NOVEL_RULES = ["gravity", "cosine"]  # seed 000's two proposals (Momentum is their baseline)
 LRS = [0.01, 0.1, 0.2]              # seed 000's learning rates, used for every rule
-SEEDS = [0, 1, 2]                   # model init and batch order; paired across rules
+SEEDS = [0, 1, 2, 3, 4]             # model init and batch order; paired across rules
 EPOCHS = 15                         # passes over the 55,000 training images
 BATCH_SIZE = 64                     # examples per step (the PyTorch quickstart's)
 MAX_STEPS = None                    # cap on optimizer steps per run (None: no cap)
@@ -39,6 +41,23 @@ MOMENTUM = 0.9                      # Momentum's default coefficient (torch's an
 def matched_momentum_lr(lr: float) -> float:
     """Momentum's lr whose effective step lr / (1 - MOMENTUM) equals a plain step of ``lr``."""
     return round(lr * (1 - MOMENTUM), 12)
+
+
+BASELINES = ["sgd", "momentum"]      # the novel rules' baselines (Momentum also at the matched lr)
+ABLATION_SEEDS = [0, 1, 2]          # notebook 03's ablation variants (their verdicts say what 3 seeds detect)
+
+
+def comparison_configs(quick: bool = False) -> list:
+    """Every run the report's comparisons read (notebooks 02 and 03 declare their families on the
+    same runs, so a pair gets the same verdict in both): notebook 02's grid, and the novel rules
+    with their baselines at NOVEL_SEEDS, Momentum also at the matched lrs."""
+    seeds, novel_seeds, epochs, steps = (QUICK_SEEDS, QUICK_SEEDS, QUICK_EPOCHS, QUICK_MAX_STEPS) if quick \
+        else (SEEDS, NOVEL_SEEDS, EPOCHS, MAX_STEPS)
+    common = dict(epochs=epochs, batch_size=BATCH_SIZE, max_steps=steps)
+    cfgs = (sweep.grid(RULES, LRS, seeds, **common)
+            + sweep.grid(NOVEL_RULES + BASELINES, LRS, novel_seeds, **common)
+            + sweep.grid(["momentum"], [matched_momentum_lr(lr) for lr in LRS], novel_seeds, **common))
+    return list({c.key: c for c in cfgs}.values())
 
 
 # the same grid in quick mode (tests): every rule and lr kept, so tables keep their shape

@@ -15,9 +15,10 @@ if matplotlib.get_backend().lower() == "agg" or not matplotlib.get_backend():
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
+from matplotlib.ticker import MaxNLocator, NullFormatter, ScalarFormatter  # noqa: E402
 
-from optreport.analysis.stats import mean_ci  # noqa: E402
+from optreport.analysis.compare import VERDICTS, accuracy_ci, loss_ci, mean_ci_in_range  # noqa: E402
+from optreport.analysis.outcomes import CHANCE, CHANCE_MARGIN, METRICS, TRAINED, outcome_summary  # noqa: E402
 from optreport.analysis.surfaces import plot_trajectories  # noqa: E402
 from optreport.analysis.tuning import PROTOCOLS  # noqa: E402
 
@@ -100,7 +101,8 @@ def curves(ax, df, metric: str, *, rules=None, by: str = "rule", level: float = 
         sub = df[df[by] == g]
         if sub.empty:
             continue
-        rows = [(e, *mean_ci(s[metric], level)) for e, s in sub.groupby("epoch")]
+        ci = accuracy_ci if "acc" in metric else loss_ci if "loss" in metric else mean_ci_in_range
+        rows = [(e, *ci(s[metric], level)) for e, s in sub.groupby("epoch")]
         rows = [r for r in rows if np.isfinite(r[1])]
         if not rows:
             continue
@@ -183,101 +185,269 @@ def plot_time_split(ax, table: pd.DataFrame, total: str, step: str, *, err=None,
 def plot_time_to_target(ax, tt: pd.DataFrame, target: float) -> None:
     """Median seconds to reach ``target`` per rule with bootstrap CI; rules with an infinite
     median (most runs never reach it) are marked with an x at the right edge and annotated
-    with how many runs reached it."""
+    with how many runs reached it. A rule without a bootstrap interval (too few runs: NaN bounds)
+    gets a dotted line over its runs' range (``min_s`` to ``max_s``) instead."""
     t = tt[tt["target"] == target].reset_index(drop=True)
     y = np.arange(len(t))[::-1]
-    finite = np.isfinite(t["median_s"])
-    edge = float(np.nanmax(np.where(np.isfinite(t["ci_hi_s"]), t["ci_hi_s"],
-                                    np.where(finite, t["median_s"], np.nan)))) if finite.any() else 1.0
-    edge = edge * 1.15 if np.isfinite(edge) else 1.0
+    right = [t["ci_hi_s"], t["median_s"]] + ([t["max_s"]] if "max_s" in t else [])
+    vals = np.concatenate([np.asarray(c, float) for c in right])
+    vals = vals[np.isfinite(vals)]
+    edge = float(vals.max()) * 1.15 if vals.size else 1.0
     for yi, row in zip(y, t.itertuples()):
         c = rule_color(row.rule)
         if np.isfinite(row.median_s):
-            hi = row.ci_hi_s if np.isfinite(row.ci_hi_s) else edge
-            ax.plot([row.ci_lo_s, hi], [yi, yi], color=c, lw=2)
+            if not np.isnan(row.ci_lo_s):
+                hi = row.ci_hi_s if np.isfinite(row.ci_hi_s) else edge
+                ax.plot([row.ci_lo_s, hi], [yi, yi], color=c, lw=2)
+            elif "max_s" in t:
+                hi = row.max_s if np.isfinite(row.max_s) else edge
+                ax.plot([row.min_s, hi], [yi, yi], color=c, lw=1.2, ls=":")
             ax.plot(row.median_s, yi, "o", color=c)
         else:
             ax.plot(edge, yi, "x", color=c, ms=8)
         ax.annotate(f"{row.n_reached}/{row.n_runs}", (edge, yi), xytext=(6, 0),
                     textcoords="offset points", va="center", fontsize=8)
     ax.set_yticks(y, [rule_label(r) for r in t["rule"]])
-    ax.set_xlabel("training seconds to reach target (median, 95% bootstrap CI)")
+    ax.set_xlabel("training seconds to target: median, 95% bootstrap CI\n"
+                  "(dotted: range of the runs, too few to bootstrap)")
     ax.set_title(f"test accuracy ≥ {target:.0%}")
 
 
 # ----------------------------------------------------------------------------- tuning figures (05)
-def plot_protocol_scores(ax, summaries: dict[str, pd.DataFrame], rules, by: str = "rule") -> None:
+def protocol_score_band(summaries: dict[str, pd.DataFrame], pad: float = 0.15, top_pad: float = 0.35
+                        ) -> tuple[float, float]:
+    """The y-range of :func:`plot_protocol_scores`: the informative band, from the data. Its lower
+    edge is the lowest median among the entries (rule x protocol) whose selected trial trained
+    (median at or above ``CHANCE + CHANCE_MARGIN``), its upper edge the highest interval bound,
+    padded by ``pad`` and ``top_pad`` (room for the legend) of the span. Entries and interval ends
+    below it are failures (trials stuck at chance or diverged, picked in some draws) and are marked
+    at the edge."""
+    allm = pd.concat([s[["median", "ci_lo", "ci_hi"]] for s in summaries.values()], ignore_index=True)
+    trained = allm[allm["median"] >= CHANCE + CHANCE_MARGIN]
+    if trained.empty:
+        return 0.0, 1.0
+    low = float(trained["median"].min())
+    high = float(np.nanmax(trained[["median", "ci_hi"]].to_numpy(float)))
+    span = max(high - low, 0.01)
+    return max(0.0, low - pad * span), min(1.0, high + top_pad * span)
+
+
+def plot_protocol_scores(ax, summaries: dict[str, pd.DataFrame], rules, by: str = "rule") -> tuple[float, float]:
     """Median test score of the selected trial per rule (x) and protocol (marker), with its
-    bootstrap CI; protocols side by side around each rule."""
+    bootstrap CI; protocols side by side around each rule. The y axis shows the informative band
+    (:func:`protocol_score_band`); a lower bound below it is cut at the edge and written there
+    (its value), a median below it (the selected trial failed) is a hollow marker on the edge
+    labelled "failed". Returns the band."""
     markers = ["o", "s", "^", "D"]
     n = len(summaries)
+    lo_edge, hi_edge = protocol_score_band(summaries)
     for i, (p, s) in enumerate(summaries.items()):
         s = s.set_index(by).reindex(list(rules))
         x = np.arange(len(rules)) + (i - (n - 1) / 2) * 0.25
-        ax.errorbar(x, s["median"], yerr=[s["median"] - s["ci_lo"], s["ci_hi"] - s["median"]],
-                    fmt=markers[i % len(markers)], capsize=3, label=f"{p}: {PROTOCOLS.get(p, p)}")
+        med, lo, hi = (s[c].to_numpy(float) for c in ("median", "ci_lo", "ci_hi"))
+        inside = med >= lo_edge
+        lo_cut = np.maximum(lo, lo_edge)
+        cont = ax.errorbar(x[inside], med[inside], yerr=[med[inside] - lo_cut[inside], hi[inside] - med[inside]],
+                           fmt=markers[i % len(markers)], capsize=3, label=f"{p}: {PROTOCOLS.get(p, p)}")
+        color = cont[0].get_color()
+        for xi, m, lo_i in zip(x, med, lo):
+            if not np.isfinite(m):
+                continue
+            if m < lo_edge:
+                ax.plot(xi, lo_edge, markers[i % len(markers)], mfc="none", color=color, clip_on=False)
+                ax.annotate(f"failed ({m:.2f})", (xi, lo_edge), xytext=(2, 6), textcoords="offset points",
+                            rotation=90, ha="left", va="bottom", fontsize=7, color=color)
+            elif lo_i < lo_edge:
+                ax.plot(xi, lo_edge, "v", color=color, ms=4, clip_on=False)
+                ax.annotate(f"{lo_i:.2f}", (xi, lo_edge), xytext=(2, 5), textcoords="offset points",
+                            rotation=90, ha="left", va="bottom", fontsize=7, color=color)
+    ax.set_ylim(lo_edge, hi_edge)
     ax.set_xticks(np.arange(len(rules)), [rule_label(r) for r in rules], rotation=35, ha="right")
-    ax.set_ylabel("test accuracy of the selected trial")
-    ax.legend(fontsize=8)
+    ax.set_ylabel("test accuracy of the selected trial\n(▼ value: interval continues below)")
+    ax.legend(fontsize=8, loc="upper center", ncol=3)
+    return lo_edge, hi_edge
 
 
 # ----------------------------------------------------------------------------- notebook 02
-def lr_curves_figure(df: pd.DataFrame, lr: float, rules, n_seeds: int):
-    """Training and test loss (log scale) and accuracy against epoch at one ``lr``, one line per
-    rule: mean ± 95% CI over seeds (seed 000's Figures 1-3 for every rule)."""
-    d = df[df.lr == lr]
-    fig, axes = plt.subplots(2, 2, figsize=(12, 8), sharex=True)
-    for ax, (metric, title, log) in zip(axes.flat, [
-            ("train_loss", "training loss", True), ("test_loss", "test loss", True),
-            ("train_acc", "training accuracy", False), ("test_acc", "test accuracy", False)]):
-        curves(ax, d, metric, rules=rules, log=log)
-        ax.set_ylabel(title + (" (cross-entropy)" if "loss" in metric else " (fraction)"))
-        ax.set_title(title)
-    handles, labels = axes[0, 0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5))
-    fig.suptitle(f"lr = {lr:g}: mean ± 95% CI over {n_seeds} seeds")
-    fig.tight_layout()
-    return fig
-
-
-def accuracy_heatmap_figure(acc: pd.DataFrame, notes: pd.DataFrame, final_epoch: int):
-    """Final test accuracy (%) per rule (rows) and lr (columns), diverged runs noted in each
-    cell (``acc``, ``notes`` from :func:`optreport.report.tables.accuracy_grid`)."""
-    fig, ax = plt.subplots(figsize=(6.5, 6))
-    heatmap(ax, acc, fmt="{:.1f}", notes=notes, cbar_label="final test accuracy (%)",
-            xlabel="learning rate", ylabel="update rule")
-    ax.set_title(f"Final test accuracy (%), mean over non-diverged seeds, epoch {final_epoch}")
-    return fig
-
-
 # ----------------------------------------------------------------------------- notebook 03
-def vs_momentum_figure(comp: pd.DataFrame, n_seeds: int):
-    """Paired differences to Momentum (rows of :func:`optreport.report.tables.vs_momentum`):
-    final test accuracy (pp) on the left, final training loss on the right, mean and 95% CI."""
-    fig, axes = plt.subplots(1, 2, figsize=(12, 3.8))
-    for ax, (metric, label, scale) in zip(axes, [("test_acc", "final test accuracy, rule − Momentum (pp)", 100),
-                                                 ("train_loss", "final training loss, rule − Momentum", 1)]):
-        c = comp[comp.metric == metric].copy()
-        c[["mean_diff", "ci_lo", "ci_hi"]] *= scale
-        forest(ax, c, y="rule", xlabel=label, color_fn=lambda r: rule_color(r["rule"]),
-               label_fn=lambda r: f"{rule_label(r['rule'])}, lr {r['lr']:g}")
-    axes[0].set_title("test accuracy (higher is better)")
-    axes[1].set_title("training loss (lower is better)")
-    fig.suptitle(f"Paired differences over seeds, mean and 95% CI ({n_seeds} seeds)")
+def informative_band(values, *, pad: float = 0.01, floor: float = CHANCE + 0.05, top: float = 1.0):
+    """A y-range for accuracies that shows the band where trained runs differ: from just below the
+    lowest of ``values`` (means of trained runs) that is above ``floor`` to just above the highest."""
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v) & (v >= floor)]
+    if v.size == 0:
+        return floor, top
+    return max(floor, float(v.min()) - pad), min(top, float(v.max()) + pad)
+
+
+def _mean_curve(d: pd.DataFrame, metric: str):
+    m = d.groupby("epoch")[metric].mean()
+    return m.index.to_numpy(), m.to_numpy(dtype=float)
+
+
+def lr_small_multiples_figure(df: pd.DataFrame, runs: pd.DataFrame, lr: float, rules, *, metric: str = "test_acc",
+                              ylabel: str = "test accuracy", skip_epochs: int = 1):
+    """One panel per rule at one ``lr``: that rule's mean ``metric`` over seeds with its 95% band (in
+    its colour) over the other rules' means (grey). The y-range is the informative band of the
+    trained rules (epochs after the first ``skip_epochs``); a rule whose runs did not all train
+    says its outcome in the panel (a rule below the band is marked at its lower edge)."""
+    d = df[np.isclose(df["lr"], lr)]
+    r = runs[np.isclose(runs["lr"], lr)]
+    outcome = {rule: outcome_summary(g["outcome"]) for rule, g in r.groupby("rule")}
+    trained = [rule for rule in rules if outcome.get(rule) == TRAINED]
+    late = d[(d["epoch"] > skip_epochs) & d["rule"].isin(trained)]
+    lo, hi = informative_band(late.groupby(["rule", "epoch"])[metric].mean())
+    n = len(rules)
+    ncol = 4
+    nrow = int(np.ceil(n / ncol))
+    fig, axes = plt.subplots(nrow, ncol, figsize=(3.3 * ncol, 2.6 * nrow), sharex=True, sharey=True, squeeze=False)
+    means = {rule: _mean_curve(d[d["rule"] == rule], metric) for rule in rules if (d["rule"] == rule).any()}
+    for ax, rule in zip(axes.flat, rules, strict=False):
+        for other, (e, m) in means.items():
+            if other != rule:
+                ax.plot(e, m, color="#bbbbbb", lw=0.8, zorder=1)
+        sub = d[d["rule"] == rule]
+        ok = sub[sub["key"].isin(r.loc[(r["rule"] == rule) & (r["outcome"] == TRAINED), "key"])]
+        if len(ok):
+            curves(ax, ok, metric, rules=[rule])
+        title = rule_label(rule)
+        out = outcome.get(rule, "not run")
+        if out != TRAINED:
+            final = r.loc[r["rule"] == rule, "final_test_acc"]
+            where = f"; final {100 * final.mean():.0f}%" if final.notna().any() else ""
+            ax.text(0.5, 0.04, f"{out}{where}", transform=ax.transAxes, ha="center", va="bottom", fontsize=8,
+                    color="#b30000", bbox=dict(facecolor="white", edgecolor="#b30000", lw=0.6, alpha=0.9))
+        ax.set_title(title, color=rule_color(rule), fontsize=10)
+        ax.set_ylim(lo, hi)
+        ax.set_xlabel("")
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    for ax in axes[:, 0]:
+        ax.set_ylabel(f"{ylabel} (fraction)")
+    for ax in axes[-1, :]:
+        ax.set_xlabel("epoch")
+    nseeds = int(r.groupby("rule")["seed"].nunique().max()) if len(r) else 0
+    fig.suptitle(f"lr = {lr:g}: each rule's mean {ylabel} ± 95% CI over {nseeds} seeds (colour) "
+                 f"against the other rules' means (grey)", fontsize=11)
     fig.tight_layout()
     return fig
 
 
-def ablations_figure(abl_comp: pd.DataFrame):
-    """Final test accuracy of each ablation minus its rule's default (pp), mean and 95% CI
-    (rows of :func:`optreport.report.tables.ablations`)."""
-    fig, ax = plt.subplots(figsize=(8, 0.45 * len(abl_comp) + 1.5))
-    c = abl_comp.copy()
-    c[["mean_diff", "ci_lo", "ci_hi"]] *= 100
-    forest(ax, c, y="variant", xlabel="final test accuracy, variant − default (pp)",
-           color_fn=lambda r: rule_color(r["variant"].split(":")[0]),
-           label_fn=lambda r: f"{r['variant']}, lr {r['lr']:g}")
-    ax.set_title("Ablations: paired differences to the default rule, mean and 95% CI")
+def train_loss_by_rule_figure(df: pd.DataFrame, runs: pd.DataFrame, rules, lrs):
+    """One panel per rule: its mean training loss (log scale) against epoch at each lr, one line per
+    lr; runs that did not train contribute their finite epochs and the legend names their outcome."""
+    n = len(rules)
+    ncol = 4
+    nrow = int(np.ceil(n / ncol))
+    fig, axes = plt.subplots(nrow, ncol, figsize=(3.3 * ncol, 2.6 * nrow), sharex=True, sharey=True, squeeze=False)
+    shades = plt.get_cmap("viridis")(np.linspace(0.0, 0.8, len(lrs)))
+    for ax, rule in zip(axes.flat, rules, strict=False):
+        for lr, c in zip(lrs, shades, strict=True):
+            sub = df[(df["rule"] == rule) & np.isclose(df["lr"], lr)]
+            m = sub.groupby("epoch")["train_loss"].mean()
+            m = m[np.isfinite(m) & (m > 0)]
+            out = outcome_summary(runs.loc[(runs["rule"] == rule) & np.isclose(runs["lr"], lr), "outcome"])
+            label = f"lr {lr:g}" + ("" if out == TRAINED else f" ({out})")
+            if len(m):
+                ax.plot(m.index, m.to_numpy(), color=c, label=label, marker="." if len(m) < 4 else None)
+            else:
+                ax.plot([], [], color=c, label=label)
+        ax.set_yscale("log")
+        ax.set_title(rule_label(rule), color=rule_color(rule), fontsize=10)
+        ax.legend(fontsize=7)
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("training loss (cross-entropy)")
+    for ax in axes[-1, :]:
+        ax.set_xlabel("epoch")
+    fig.suptitle("Mean training loss over seeds per rule and lr (log scale)", fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def accuracy_heatmap_figure(acc: pd.DataFrame, notes: pd.DataFrame, final_epoch: int, metric_label: str):
+    """Mean test accuracy (%) per rule (rows) and lr (columns) (``acc``, ``notes`` from
+    :func:`optreport.report.tables.accuracy_grid`). The colour scale spans the cells whose runs all
+    trained, so differences among working cells show; a cell whose runs did not all train is
+    hatched grey with its outcome (a partly trained cell also shows its trained runs' mean)."""
+    v = acc.to_numpy(dtype=float)
+    bad = notes.to_numpy() != ""
+    work = v[~bad & np.isfinite(v)]
+    vmin, vmax = (float(work.min()), float(work.max())) if work.size else (0.0, 100.0)
+    fig, ax = plt.subplots(figsize=(7.5, 6.5))
+    im = ax.imshow(np.ma.masked_where(bad | ~np.isfinite(v), v), cmap="viridis", vmin=vmin, vmax=vmax, aspect="auto")
+    for i in range(v.shape[0]):
+        for j in range(v.shape[1]):
+            if bad[i, j]:
+                ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, facecolor="#e6e6e6", edgecolor="#999999",
+                                           hatch="///", lw=0.5))
+                txt = notes.iloc[i, j] + (f"\n(trained: {v[i, j]:.1f})" if np.isfinite(v[i, j]) else "")
+                ax.text(j, i, txt, ha="center", va="center", fontsize=7.5, color="#b30000")
+            else:
+                frac = (v[i, j] - vmin) / (vmax - vmin) if vmax > vmin else 1.0
+                ax.text(j, i, f"{v[i, j]:.1f}", ha="center", va="center", fontsize=9,
+                        color="white" if frac < 0.55 else "black")
+    ax.set_xticks(range(v.shape[1]), [f"{c:g}" for c in acc.columns])
+    ax.set_yticks(range(v.shape[0]), [rule_label(str(r)) for r in acc.index])
+    ax.grid(False)
+    ax.set_xlabel("learning rate")
+    ax.set_ylabel("update rule")
+    cb = fig.colorbar(im, ax=ax)
+    cb.set_label(f"{metric_label} (%), cells where every run trained")
+    ax.set_title(f"{metric_label} (%), mean over seeds ({final_epoch} epochs)\n"
+                 "hatched: not every run trained (outcome named)", fontsize=11)
+    return fig
+
+
+VERDICT_COLORS = {"better": "#1a9850", "worse": "#d73027", "equivalent": "#4575b4", "inconclusive": "#7f7f7f"}
+
+
+def _outcome_label(r) -> str:
+    """'Momentum diverged (10/10)' for the side(s) of a comparison row that did not train."""
+    bad = [s for s in ("a", "b") if isinstance(r.get(f"outcome_{s}"), str) and r[f"outcome_{s}"] not in (TRAINED, "")]
+    parts = [f"{rule_label(str(r[s]).split(' (')[0])} {r[f'outcome_{s}']} ({int(r[f'n_out_{s}'])}/{int(r['n_seeds'])})"
+             for s in bad]
+    return "; ".join(parts) or str(r["verdict"])
+
+
+def verdict_forest_figure(table: pd.DataFrame, *, label_fn, title: str, xlabel: str, group: str | None = None):
+    """Paired differences of a comparison table (rows of :func:`optreport.analysis.compare.compare`):
+    mean difference (pp) with the interval the verdict used, coloured by verdict, the ±margin band
+    shaded; a pair decided by an outcome is written at 0 instead of a blank row. ``group`` (a
+    column) splits the rows into panels side by side."""
+    groups = [(None, table)] if group is None else list(table.groupby(group, sort=False))
+    n = max(len(g) for _, g in groups)
+    fig, axes = plt.subplots(1, len(groups), figsize=(6.2 * len(groups), 0.42 * n + 1.6), squeeze=False,
+                             sharex=True)
+    finite = table.loc[table["verdict"].isin(VERDICTS), ["ci_lo_pp", "ci_hi_pp", "diff_pp"]].to_numpy(dtype=float)
+    finite = finite[np.isfinite(finite)]
+    span = max(1.0, float(np.abs(finite).max())) if finite.size else 1.0
+    for ax, (name, g) in zip(axes[0], groups, strict=True):
+        g = g.reset_index(drop=True)
+        margin = float(g["margin_pp"].iloc[0]) if len(g) else 0.5
+        ax.axvspan(-margin, margin, color="#4575b4", alpha=0.10, lw=0)
+        ax.axvline(0, color="black", lw=0.8)
+        for i, r in g.iterrows():
+            v = r["verdict"]
+            if v in VERDICTS and np.isfinite(r["diff_pp"]):
+                c = VERDICT_COLORS[v]
+                lo = r["ci_lo_pp"] if np.isfinite(r["ci_lo_pp"]) else r["diff_pp"]
+                hi = r["ci_hi_pp"] if np.isfinite(r["ci_hi_pp"]) else r["diff_pp"]
+                ax.plot([lo, hi], [i, i], color=c, lw=2.2)
+                ax.plot(r["diff_pp"], i, "o", color=c)
+                ax.text(hi + 0.03 * span, i, v, va="center", fontsize=8, color=c)
+            else:
+                ax.text(0, i, _outcome_label(r), ha="center", va="center", fontsize=8, color="#b30000",
+                        bbox=dict(facecolor="white", edgecolor="#b30000", lw=0.6))
+        ax.set_yticks(range(len(g)), [label_fn(r) for _, r in g.iterrows()])
+        ax.set_ylim(len(g) - 0.5, -0.5)
+        ax.set_xlim(-1.25 * span, 1.45 * span)
+        ax.set_xlabel(xlabel)
+        if name is not None:
+            ax.set_title(str(name))
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
     return fig
 
 
@@ -397,37 +567,89 @@ def state_memory_figure(mem: pd.DataFrame):
 
 
 def surface_trajectories_figure(surface, trajs: dict, best: pd.DataFrame, rules, lrs, steps: int):
-    """One panel per lr in ``lrs`` and a last one with each rule at its best lr: every rule's
-    trajectory on ``surface`` (``trajs[(rule, lr)]``; ``best``: one row per rule with its ``lr``,
-    from :func:`optreport.analysis.surfaces.best_of`)."""
+    """Small multiples on ``surface``: one panel per rule with its runs at each lr of ``lrs``
+    (thin, one line style per lr) and at its own best lr (thick, solid), in the rule's colour,
+    over the other rules' best-lr runs in faint grey; contours labelled with f, the start (●),
+    the minimum (★), each end (●, × if diverged). The last panel is the key. All panels share
+    one window, fitted to the runs that did not diverge (0.5 % of their points at either end of
+    x and of y may fall outside, so one far excursion does not shrink every path). ``trajs[(rule, lr)]``: trajectories;
+    ``best``: one row per rule with its ``lr`` (:func:`optreport.analysis.surfaces.best_of`)."""
     b = best.set_index("rule")
-    panels = [(f"lr = {lr:g}", {rule_label(r): trajs[(r, lr)] for r in rules}) for lr in lrs]
-    panels.append(("each rule at its best lr", {rule_label(r): trajs[(r, b.loc[r, "lr"])] for r in rules}))
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 4.6))
-    colors = {rule_label(r): rule_color(r) for r in rules}
-    for ax, (title, tr) in zip(axes, panels):
-        plot_trajectories(ax, surface, tr, colors=colors, title=title, legend=False)
-    handles = [plt.Line2D([], [], color=rule_color(r), label=f"{rule_label(r)} (best lr {b.loc[r, 'lr']:g})")
-               for r in rules]
-    fig.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
-    fig.suptitle(f"{surface.title}: ${surface.formula}$, {steps} steps from {surface.start}")
+    best_lr = {r: float(b.loc[r, "lr"]) for r in rules}
+    best_runs = {r: trajs[(r, best_lr[r])] for r in rules}
+    shown = [trajs[(r, lr)] for r in rules for lr in lrs] + list(best_runs.values())
+    ncols = 4
+    nrows = -(-(len(rules) + 1) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.8 * ncols, 3.5 * nrows), sharex=True, sharey=True,
+                             squeeze=False)
+    lr_styles = _lr_line_styles(lrs)
+    for ax, r in zip(axes.flat, rules):
+        runs = {f"lr {lr:g}": trajs[(r, lr)] for lr in lrs}
+        key = f"best lr {best_lr[r]:g}"
+        runs[key] = best_runs[r]
+        styles = {f"lr {lr:g}": {"ls": ls, "lw": 1.1, "alpha": 0.9} for lr, ls in zip(lrs, lr_styles)}
+        styles[key] = {"ls": "-", "lw": 2.4, "alpha": 1.0}
+        plot_trajectories(ax, surface, runs, colors={k: rule_color(r) for k in runs}, styles=styles,
+                          window=shown, window_quantile=0.005, legend=False, levels=16, label_contours=3,
+                          marker_size=0.7, background={o: best_runs[o] for o in rules if o != r})
+        ax.set_title(f"{rule_label(r)} · best lr {best_lr[r]:g}", fontsize=10, color=rule_color(r))
+        ax.tick_params(labelsize=8)
+    _trajectory_key(axes.flat[len(rules)], lrs, lr_styles)
+    for ax in list(axes.flat)[len(rules) + 1:]:
+        ax.axis("off")
+    for ax in axes.flat:                       # x labels on the lowest drawn panel of each column
+        ax.set_xlabel("")
+        ax.set_ylabel("")
+    for col in range(ncols):
+        drawn = [axes[i, col] for i in range(nrows) if i * ncols + col < len(rules)]
+        if drawn:
+            drawn[-1].set_xlabel("x")
+            drawn[-1].xaxis.set_tick_params(labelbottom=True)
+    for row in range(nrows):
+        axes[row, 0].set_ylabel("y")
+    mx, my = surface.minimum
+    fig.suptitle(f"{surface.title}: ${surface.formula}$\n{steps} steps from ({surface.start[0]:g}, "
+                 f"{surface.start[1]:g}); minimum ★ at ({mx:.3g}, {my:.3g}), f = {surface.f_min:.4g}", fontsize=12)
     fig.tight_layout()
     return fig
 
 
 def adam_tracks_momentum_figure(gaps: dict):
-    """Relative gap between Adam's and Momentum(0.9)'s updates against the step, one line per
-    Adam ε (``gaps``: {eps: gap per step}), with the bias-correction term β1^t/(1-β1^t)."""
-    fig, ax = plt.subplots(figsize=(7.5, 4))
-    for eps, gap in gaps.items():
-        ax.plot(np.arange(1, len(gap) + 1), gap, label=f"eps = {eps:g}")
+    """Relative gap between Adam's and Momentum(0.9)'s updates against the step, one small panel
+    per Adam ε (``gaps``: {eps: gap per step}): that ε's curve in colour over the other ε's in
+    faint grey, with the bias-correction term β1^t/(1-β1^t) dashed on top, so no curve hides
+    under another (ε = 1e-8 and 1e-2 stay near 1; ε ≥ 1e4 follow the bias term)."""
+    eps_list = list(gaps)
+    ncols = min(3, len(eps_list))
+    nrows = -(-len(eps_list) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.3 * ncols, 3.2 * nrows + 0.6), sharex=True, sharey=True,
+                             squeeze=False)
+    colors = _eps_colors(len(eps_list))
     t = np.arange(1, max(len(g) for g in gaps.values()) + 1)
-    ax.plot(t, 0.9**t / (1 - 0.9**t), "k--", lw=1, label=r"bias term $\beta_1^t/(1-\beta_1^t)$")
-    ax.set_yscale("log")
-    ax.set_xlabel("step")
-    ax.set_ylabel("relative gap of the updates")
-    ax.set_title("Adam with lr = 0.1·eps/(1−β1) against Momentum(lr 0.1, 0.9)")
-    ax.legend(fontsize=8)
+    bias = 0.9**t / (1 - 0.9**t)
+    for ax, eps, c in zip(axes.flat, eps_list, colors):
+        for other in eps_list:
+            if other != eps:
+                ax.plot(np.arange(1, len(gaps[other]) + 1), gaps[other], color="0.8", lw=0.9)
+        gap = np.asarray(gaps[eps])
+        ax.plot(np.arange(1, len(gap) + 1), gap, color=c, lw=2.4)
+        ax.plot(t, bias, "k--", lw=1, zorder=4)
+        ax.set_yscale("log")
+        ax.set_title(f"eps = {eps:g}: gap {gap[-1]:.2g} at step {len(gap)}", fontsize=10)
+        ax.tick_params(labelsize=8)
+    for ax in list(axes.flat)[len(eps_list):]:
+        ax.axis("off")
+    for ax in axes[-1]:
+        ax.set_xlabel("step")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("relative gap of the updates")
+    handles = [plt.Line2D([], [], color=c, lw=2.4, label=f"eps = {eps:g}") for eps, c in zip(eps_list, colors)]
+    handles += [plt.Line2D([], [], color="0.8", lw=0.9, label="the other eps values"),
+                plt.Line2D([], [], color="k", ls="--", lw=1, label=r"bias term $\beta_1^t/(1-\beta_1^t)$")]
+    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 4), fontsize=8,
+               bbox_to_anchor=(0.5, -0.02))
+    fig.suptitle("Adam with lr = 0.1·eps/(1−β1) against Momentum(lr 0.1, 0.9), one panel per eps")
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
     return fig
 
 
@@ -436,18 +658,286 @@ SEED003_COLORS = ["#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#1f77b4"]
 
 def seed003_adam_figure(surface, runs: dict, wrong_zero, f_min: float, lr: float, steps: int):
     """Seed 003's Adam variants (``runs``: {name: trajectory}; the first two drawn bold) on its
-    surface, with the zero of the blog's wrong gradient, and f − f_min against the step."""
-    fig, axes = plt.subplots(1, 2, figsize=(13, 5))
-    styles = {k: ({"lw": 2.6} if i < 2 else {"ls": "--", "lw": 1.3}) for i, k in enumerate(runs)}
-    plot_trajectories(axes[0], surface, runs, colors=dict(zip(runs, SEED003_COLORS)), styles=styles,
+    surface (contours labelled with f, start ●, minimum ★), with the zero of the blog's wrong
+    gradient, and f − f_min against the step. A run that coincides with an earlier one (within
+    1e-3 of the window) is drawn dotted on top and labelled so."""
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5.2))
+    pts = np.concatenate([np.asarray(t, dtype=float) for t in runs.values()])
+    pts = pts[np.all(np.isfinite(pts) & (np.abs(pts) <= 50.0), axis=1)]
+    scale = float(np.ptp(pts, axis=0).max())
+    names = list(runs)
+    labels, styles = {}, {}
+    for i, k in enumerate(names):
+        same = [j for j in names[:i] if np.nanmax(np.abs(np.asarray(runs[k]) - np.asarray(runs[j]))) < 1e-3 * scale]
+        labels[k] = f"{k} (on top of {same[0]})" if same else k
+        styles[k] = ({"ls": ":", "lw": 2.6} if same else {"lw": 2.6} if i < 2 else {"ls": "--", "lw": 1.3})
+    colors = {labels[k]: c for k, c in zip(names, SEED003_COLORS)}
+    plot_trajectories(axes[0], surface, {labels[k]: runs[k] for k in names}, colors=colors,
+                      styles={labels[k]: styles[k] for k in names}, label_contours=3,
                       title=f"Seed 003: Adam, lr={lr:g}, {steps} steps", marker_every=10)
-    axes[0].plot(*wrong_zero, "P", color="#d62728", ms=9, mec="black", label="zero of the wrong gradient")
+    axes[0].plot(*wrong_zero, "P", color="#d62728", ms=9, mec="black", zorder=8, label="zero of the wrong gradient")
     axes[0].legend(fontsize=7, loc="best")
-    for (k, t), c in zip(runs.items(), SEED003_COLORS):
-        axes[1].plot(np.arange(len(t)), [surface.value(p) - f_min for p in t], color=c, label=k, **styles[k])
+    for k in names:
+        t = runs[k]
+        axes[1].plot(np.arange(len(t)), [surface.value(p) - f_min for p in t], color=colors[labels[k]],
+                     label=labels[k], **styles[k])
+    axes[1].axhline(surface.value(wrong_zero) - f_min, color="#d62728", lw=0.8, ls="-.",
+                    label="f − f_min at the wrong gradient's zero")
     axes[1].set_yscale("log")
     axes[1].set_xlabel("step")
     axes[1].set_ylabel("f − f_min")
     axes[1].set_title("Distance to the minimum value")
     axes[1].legend(fontsize=7)
+    return fig
+
+
+# ----------------------------------------------------------------------------- notebook 06
+def long_training_figure(df: pd.DataFrame, rules, schedules, *, skip_epochs: int = 2):
+    """One panel per rule: mean test accuracy over seeds against epoch per schedule (solid first,
+    dashed second) with its 95% band, and the mean training accuracy (thin) in the same style; the
+    y-range is the informative band of the test curves after ``skip_epochs`` epochs."""
+    styles = ["-", "--", ":"]
+    late = df[df["epoch"] > skip_epochs]
+    lo, hi = informative_band(late.groupby(["rule", "schedule", "epoch"])["test_acc"].mean())
+    hi = min(1.0, max(hi, float(late.groupby(["rule", "schedule", "epoch"])["train_acc"].mean().max()) + 0.005)) \
+        if len(late) else hi
+    fig, axes = plt.subplots(1, len(rules), figsize=(3.4 * len(rules), 3.6), sharey=True, squeeze=False)
+    for ax, rule in zip(axes[0], rules, strict=True):
+        for sch, ls in zip(schedules, styles, strict=False):
+            sub = df[(df["rule"] == rule) & (df["schedule"] == sch)]
+            if sub.empty:
+                continue
+            rows = [(e, *accuracy_ci(s["test_acc"])) for e, s in sub.groupby("epoch")]
+            e, m, blo, bhi = map(np.asarray, zip(*rows, strict=True))
+            blo, bhi = np.where(np.isfinite(blo), blo, m), np.where(np.isfinite(bhi), bhi, m)
+            band(ax, e, m, blo, bhi, rule=rule, label=f"test, {sch}", ls=ls)
+            tr = sub.groupby("epoch")["train_acc"].mean()
+            ax.plot(tr.index, tr.to_numpy(), color=rule_color(rule), ls=ls, lw=0.8, alpha=0.7,
+                    label=f"training, {sch}")
+        ax.set_title(rule_label(rule), color=rule_color(rule))
+        ax.set_xlabel("epoch")
+        ax.set_ylim(lo, hi)
+        ax.legend(fontsize=7, loc="lower right")
+    axes[0, 0].set_ylabel("accuracy (fraction)")
+    nseeds = int(df.groupby(["rule", "schedule"])["seed"].nunique().min()) if len(df) else 0
+    fig.suptitle(f"Test accuracy (mean ± 95% CI over {nseeds} seeds) and training accuracy (thin), "
+                 "constant lr (solid) and cosine decay (dashed)", fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+# ----------------------------------------------------------------------------- notebook 01 helpers
+def _lr_line_styles(lrs) -> list:
+    """One line style per lr of a small-multiples trajectory figure (solid is kept for the best lr)."""
+    styles = [":", "--", "-.", (0, (5, 1, 1, 1, 1, 1)), (0, (1, 3))]
+    return [styles[i % len(styles)] for i in range(len(lrs))]
+
+
+def _trajectory_key(ax, lrs, lr_styles) -> None:
+    """The key panel of :func:`surface_trajectories_figure` (axes switched off)."""
+    c = "#444444"
+    handles = [plt.Line2D([], [], color=c, ls=ls, lw=1.1, label=f"lr = {lr:g}") for lr, ls in zip(lrs, lr_styles)]
+    handles += [plt.Line2D([], [], color=c, lw=2.4, label="the rule's own best lr"),
+                plt.Line2D([], [], color="0.78", lw=0.8, alpha=0.6, label="other rules at their best lr"),
+                plt.Line2D([], [], color="black", marker="o", ls="", ms=4, label="start"),
+                plt.Line2D([], [], color="gold", mec="black", marker="*", ls="", ms=9, label="minimum"),
+                plt.Line2D([], [], color=c, marker="o", ls="", ms=3, label="end of a run"),
+                plt.Line2D([], [], color=c, marker="x", ls="", ms=5, mew=2, label="diverged (listed in red)"),
+                plt.Line2D([], [], color="0.6", lw=0.6, label="contour of f (labelled)")]
+    ax.legend(handles=handles, loc="center", fontsize=8, frameon=False, title="key (colour = rule)",
+              title_fontsize=9)
+    ax.axis("off")
+
+
+def _eps_colors(n: int) -> list:
+    """Distinct colours for the ε values of :func:`adam_tracks_momentum_figure`."""
+    return [plt.cm.viridis(x) for x in np.linspace(0.0, 0.85, n)]
+
+
+# ----------------------------------------------------------------------------- notebook 07
+def data_size_figure(runs: pd.DataFrame, vs_sgd: pd.DataFrame, rules, metric: str):
+    """Left: each rule's mean test accuracy (``metric`` of run_outcomes; mean ± 95% CI over the runs
+    that trained) against the training-set size (log scale). Right: each rule's difference to SGD
+    (pp) with the interval its verdict used, coloured by verdict, against the size; a pair decided by
+    an outcome is written at 0. ``runs`` has ``n_train_value``; ``vs_sgd`` has ``n_train_value`` and
+    the arm labels ``"rule (…)"``."""
+    col = METRICS[metric]
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(13, 4.6))
+    sizes = sorted(runs["n_train_value"].unique())
+    for rule in rules:
+        sub = runs[(runs["rule"] == rule) & (runs["outcome"] == TRAINED)]
+        pts = [(n, *accuracy_ci(g[col])) for n, g in sub.groupby("n_train_value")]
+        if pts:
+            n, m, lo, hi = map(np.asarray, zip(*pts, strict=True))
+            ax.errorbar(n, m, yerr=[m - np.where(np.isfinite(lo), lo, m), np.where(np.isfinite(hi), hi, m) - m],
+                        color=rule_color(rule), label=rule_label(rule), marker="o", capsize=3)
+    ax.set_xscale("log")
+    ax.set_xticks(sizes, [f"{int(s):,}" for s in sizes])
+    ax.minorticks_off()
+    ax.set_xlabel("training images (log scale)")
+    ax.set_ylabel("test accuracy (fraction)")
+    ax.set_title("Test accuracy at an equal step budget")
+    ax.legend()
+    others = [r for r in rules if r != "sgd"]
+    width = 0.06
+    for k, rule in enumerate(others):
+        off = (k - (len(others) - 1) / 2) * width
+        sub = vs_sgd[vs_sgd["a"].str.startswith(f"{rule} (")]
+        for _, r in sub.iterrows():
+            x = r["n_train_value"] * 10 ** off
+            if r["verdict"] in VERDICTS and np.isfinite(r["diff_pp"]):
+                c = VERDICT_COLORS[r["verdict"]]
+                lo = r["ci_lo_pp"] if np.isfinite(r["ci_lo_pp"]) else r["diff_pp"]
+                hi = r["ci_hi_pp"] if np.isfinite(r["ci_hi_pp"]) else r["diff_pp"]
+                bx.plot([x, x], [lo, hi], color=c, lw=2)
+                bx.plot(x, r["diff_pp"], marker="o", color=rule_color(rule), mec=c, ms=7)
+            else:
+                bx.text(x, 0, "×", color="#b30000", ha="center", va="center")
+        bx.plot([], [], "o", color=rule_color(rule), label=rule_label(rule))
+    for v, c in VERDICT_COLORS.items():
+        bx.plot([], [], color=c, lw=2, label=v)
+    margin = float(vs_sgd["margin_pp"].iloc[0]) if len(vs_sgd) else 0.5
+    bx.axhspan(-margin, margin, color="#4575b4", alpha=0.1, lw=0)
+    bx.axhline(0, color="black", lw=0.8)
+    bx.set_xscale("log")
+    bx.set_xticks(sizes, [f"{int(s):,}" for s in sizes])
+    bx.minorticks_off()
+    bx.set_xlabel("training images (log scale)")
+    bx.set_ylabel("rule − SGD (pp of test accuracy)")
+    bx.set_title("Difference to SGD on the same data (interval the verdict used)")
+    bx.legend(fontsize=8, ncol=2)
+    fig.tight_layout()
+    return fig
+
+
+# ----------------------------------------------------------------------------- notebook 05 at a budget that can decide
+def best_so_far_figure(bsf: pd.DataFrame, rules, protocols=None, *,
+                       ylabel: str = "test accuracy of the selected trial"):
+    """Choi et al.'s convergence-of-tuning figure as small multiples, one panel per protocol:
+    per rule, the expected validation-selected test accuracy of the trial chosen by validation among
+    k trials (``tuning.best_so_far``: ``protocol, rule, k, expected, lo, hi``) against k, with its
+    bootstrap band. The shared y axis is the informative band of the curves (from the lowest
+    expected value above chance + 5 pp to the highest band edge); what lies below is cut at the edge."""
+    protocols = list(protocols or dict.fromkeys(bsf["protocol"]))
+    fig, axes = plt.subplots(1, len(protocols), figsize=(4.6 * len(protocols), 4.2), sharey=True, squeeze=False)
+    lo_edge, hi_edge = informative_band(np.r_[bsf["expected"].to_numpy(float), bsf["hi"].to_numpy(float)],
+                                        pad=0.005)
+    for ax, p in zip(axes[0], protocols):
+        for rule in rules:
+            c = bsf[(bsf["protocol"] == p) & (bsf["rule"] == rule)].sort_values("k")
+            if c.empty:
+                continue
+            band(ax, c["k"].to_numpy(), c["expected"].to_numpy(float), c["lo"].to_numpy(float),
+                 c["hi"].to_numpy(float), rule=rule, label=rule_label(rule))
+        ax.set_title(f"{p}: {PROTOCOLS.get(p, p)}", fontsize=10)
+        ax.set_xlabel("number of trials k")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_ylim(lo_edge, hi_edge)
+    axes[0][0].set_ylabel(f"{ylabel}\n(expected over k of the K trials; 95% bootstrap band)")
+    axes[0][-1].legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+def rerun_ranking_figure(ranking: pd.DataFrame, rules, protocols=None, *, pad: float = 0.15):
+    """Mean rerun test accuracy (validation-selected) of each rule's selected configuration, with its
+    95% t interval in [0, 1] (``tuning.rerun_ranking``: ``protocol, rule, outcome, mean, ci_lo,
+    ci_hi``), protocols side by side around each rule. The y axis is the informative band: from the
+    lowest mean among entries whose reruns all trained to the highest interval end, padded by ``pad``
+    of the span; an interval reaching below ends in ▼ at the edge with its bound written there, and an
+    entry whose reruns did not all train is a hollow marker on the edge, labelled with its outcome."""
+    protocols = list(protocols or dict.fromkeys(ranking["protocol"]))
+    fig, ax = plt.subplots(figsize=(max(7.0, 1.0 * len(rules) + 2), 4.6))
+    ok = ranking[ranking["outcome"] == TRAINED]
+    if ok.empty:
+        lo_edge, hi_edge = 0.0, 1.0
+    else:
+        low = float(ok["mean"].min())
+        high = float(np.nanmax(ok[["mean", "ci_hi"]].to_numpy(float)))
+        span = max(high - low, 0.01)
+        lo_edge, hi_edge = max(0.0, low - pad * span), min(1.0, high + pad * span)
+    markers = ["o", "s", "^", "D"]
+    n = len(protocols)
+    for i, p in enumerate(protocols):
+        s = ranking[ranking["protocol"] == p].set_index("rule").reindex(list(rules))
+        x = np.arange(len(rules)) + (i - (n - 1) / 2) * 0.25
+        med, lo, hi = (s[c].to_numpy(float) for c in ("mean", "ci_lo", "ci_hi"))
+        lo = np.where(np.isfinite(lo), lo, med)
+        hi = np.where(np.isfinite(hi), hi, med)
+        good = (s["outcome"] == TRAINED).to_numpy() & np.isfinite(med) & (med >= lo_edge)
+        lo_cut = np.maximum(lo, lo_edge)
+        cont = ax.errorbar(x[good], med[good], yerr=[med[good] - lo_cut[good], hi[good] - med[good]],
+                           fmt=markers[i % len(markers)], capsize=3, label=f"{p}: {PROTOCOLS.get(p, p)}")
+        color = cont[0].get_color()
+        for xi, g, lo_i, out in zip(x, good, lo, s["outcome"].fillna("not run")):
+            if not g:
+                ax.plot(xi, lo_edge, markers[i % len(markers)], mfc="none", color=color, clip_on=False)
+                ax.annotate(str(out), (xi, lo_edge), xytext=(2, 6), textcoords="offset points", rotation=90,
+                            ha="left", va="bottom", fontsize=7, color=color)
+            elif lo_i < lo_edge:
+                ax.plot(xi, lo_edge, "v", color=color, ms=4, clip_on=False)
+                ax.annotate(f"{lo_i:.3f}", (xi, lo_edge), xytext=(2, 5), textcoords="offset points", rotation=90,
+                            ha="left", va="bottom", fontsize=7, color=color)
+    ax.set_ylim(lo_edge, hi_edge)
+    ax.set_xticks(np.arange(len(rules)), [rule_label(r) for r in rules], rotation=35, ha="right")
+    ax.set_ylabel("rerun test accuracy (val-selected epoch)\nmean over seeds, 95% CI (▼: continues below)")
+    ax.legend(fontsize=8, loc="upper center", ncol=min(n, 3), bbox_to_anchor=(0.5, -0.28))
+    fig.tight_layout()
+    return fig
+
+
+# ----------------------------------------------------------------------------- notebook 08
+PUBLISHED_BAND = "#b8a27a"    # the published min–max band (no rule's colour)
+
+
+def published_comparison_figure(table: pd.DataFrame, published: pd.DataFrame, rules, *, epochs: int | None = None,
+                                 skip_epochs: int = 0):
+    """One small panel per rule: our per-epoch test accuracy (mean over seeds, min–max band, in the
+    rule's colour) over epochs 1..``epochs`` beside the published mean (black) with its min–max
+    band (grey) over the same epochs, and the published curve on to its last epoch (100) faint.
+    The x axis is logarithmic (epochs 1..100), so the compared epochs take most of the width.
+    ``table``: :func:`optreport.report.tables.published_comparison`; ``published``:
+    :func:`optreport.analysis.published.load_published`. The shared y-range is the informative
+    band of the curves after ``skip_epochs`` epochs."""
+    epochs = int(table["epoch"].max()) if epochs is None and len(table) else (epochs or 1)
+    pub = published[published["epoch"] >= 1]
+    last_pub = int(pub["epoch"].max()) if len(pub) else epochs
+    near = pd.concat([table.loc[table["epoch"] > skip_epochs, "test_acc"],
+                      pub.loc[(pub["epoch"] > skip_epochs) & pub["rule"].isin(list(rules)), "published_test_acc"]])
+    lo, hi = informative_band(near, pad=0.015)
+    fig, axes = plt.subplots(1, len(rules), figsize=(3.0 * len(rules), 3.4), sharey=True, squeeze=False)
+    for ax, rule in zip(axes[0], rules, strict=True):
+        p = pub[pub["rule"] == rule].sort_values("epoch")
+        if len(p):
+            inside, after = p[p["epoch"] <= epochs], p[p["epoch"] >= epochs]
+            ax.plot(after["epoch"], after["published_test_acc"], color="black", lw=0.8, alpha=0.35)
+            ax.fill_between(after["epoch"], after["published_min"], after["published_max"], color=PUBLISHED_BAND,
+                            alpha=0.15, linewidth=0)
+            n_pub = int(p["n_seeds"].min())
+            band(ax, inside["epoch"], inside["published_test_acc"], inside["published_min"], inside["published_max"],
+                 color="black", label=f"published (n={n_pub})", lw=1.2, ls="--")
+            ax.collections[-1].set_color(PUBLISHED_BAND)
+            ax.collections[-1].set_alpha(0.35)
+        else:
+            ax.text(0.03, 0.97, "no published result", transform=ax.transAxes, ha="left", va="top",
+                    fontsize=8, color="0.4")
+        o = table[table["rule"] == rule].sort_values("epoch")
+        if len(o):
+            n_ours = int(o["n_seeds"].min())
+            band(ax, o["epoch"], o["test_acc"], o["test_acc_min"], o["test_acc_max"], rule=rule,
+                 label=f"ours (n={n_ours})", marker="o", ms=2.5)
+        ax.axvline(epochs, color="0.5", lw=0.7, ls=":")
+        ax.set_xscale("log")
+        ax.set_xlim(1, max(last_pub, epochs))
+        ax.set_xticks([t for t in (1, 2, 5, 10, 20, 50, 100) if t <= max(last_pub, epochs)])
+        ax.xaxis.set_major_formatter(ScalarFormatter())
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_title(rule_label(rule), color=rule_color(rule))
+        ax.set_xlabel("epoch (log scale)")
+        ax.set_ylim(lo, hi)
+        ax.legend(fontsize=7, loc="lower right")
+    axes[0, 0].set_ylabel("test accuracy (fraction)")
+    fig.suptitle(f"fmnist_2c2d: our test accuracy (mean, min–max over seeds) vs the published one-shot runs "
+                 f"(mean, min–max); epochs 1–{epochs} compared, published to {last_pub} faint", fontsize=10)
+    fig.tight_layout()
     return fig

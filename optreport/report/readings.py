@@ -25,6 +25,8 @@ from optreport.report.experiments import MOMENTUM
 from optreport.report.figures import rule_label
 
 __all__ = ["SGD_LIKE_DECAY", "fmt_p", "arm_text", "verdict_sentence", "family_summary", "gravity_reduction",
+           "lr_reading", "grid_reading", "almost_no_change", "BASELINE_WORDS", "novel_answer", "gap_change",
+           "verdict_changes", "long_answer", "size_answer", "baseline_summary",
            "cosine_reduction"]
 
 SGD_LIKE_DECAY = 0.1   # Cosine "behaves like SGD" when its mean decay factor C*cos/2 is below this
@@ -156,3 +158,779 @@ def cosine_reduction(cosines: dict, C: float = 1.8) -> str:
         which = ", ".join(f"{lr:g}" for lr, s in zip(sorted(cosines), sgd_like) if s)
         return text + f" At lr {which} it flips its buffer and behaves like SGD; elsewhere it keeps a memory."
     return text + " It keeps a momentum-like memory at every lr."
+
+
+# ----------------------------------------------------------------------------- notebook 02
+
+def lr_reading(table: pd.DataFrame, lr: float, col: str, metric_label: str) -> str:
+    """At one lr of a sweep table (:func:`optreport.report.tables.sweep_table`): the range of mean
+    ``col`` over the rules whose runs all trained, and the rules that did not, by outcome."""
+    t = table[np.isclose(table["lr"], lr)]
+    ok = t[(t["outcome"] == TRAINED) & t[col].notna()].sort_values(col, ascending=False)
+    bad = t[t["outcome"] != TRAINED]
+    text = f"**Reading (lr {lr:g}).** "
+    if ok.empty:
+        text += "No rule trained in every seed."
+    else:
+        top, low = ok.iloc[0], ok.iloc[-1]
+        text += (f"Among the {len(ok)} rules whose runs all trained, mean {metric_label} ranges from "
+                 f"{100 * low[col]:.1f}% ({rule_label(low['rule'])}) to {100 * top[col]:.1f}% "
+                 f"({rule_label(top['rule'])}).")
+    if len(bad):
+        text += " Did not train in every seed: " + "; ".join(
+            f"{rule_label(r['rule'])} ({r['outcome']})" for _, r in bad.iterrows()) + "."
+    else:
+        text += " Every run trained."
+    return text
+
+
+def grid_reading(acc: pd.DataFrame, notes: pd.DataFrame) -> str:
+    """The heat map in words: the best working cell, how much the lr moves a rule and how much the
+    rule moves the accuracy at a fixed lr, over cells whose runs all trained (``acc`` in %, ``notes``
+    from :func:`optreport.report.tables.accuracy_grid`), and how many cells did not train."""
+    work = acc.where(notes == "")
+    if work.stack().empty:
+        return "**Reading.** No cell trained in every seed."
+    best = work.stack().idxmax()
+    by_rule = (work.max(axis=1) - work.min(axis=1)).dropna()
+    by_lr = (work.max(axis=0) - work.min(axis=0)).dropna()
+    n_bad = int((notes != "").to_numpy().sum())
+    text = (f"**Reading.** Best cell: {rule_label(best[0])} at lr {best[1]:g} ({work.loc[best]:.1f}%). Among cells "
+            f"where every run trained, changing the lr moves a rule's accuracy by a median {by_rule.median():.1f} pp "
+            f"(up to {by_rule.max():.1f}, {rule_label(by_rule.idxmax())}); changing the rule at a fixed lr moves it "
+            f"by " + ", ".join(f"{v:.1f} pp at lr {k:g}" for k, v in by_lr.items()) + ".")
+    if n_bad:
+        text += f" {n_bad} of {notes.size} cells did not train in every seed (hatched; outcome named in the cell)."
+    return text
+
+
+def almost_no_change(table: pd.DataFrame, reference: str = "momentum") -> str:
+    """Seed 000's "almost no change" between Momentum and its two rules, answered from the report's
+    verdicts of each novel rule vs ``reference`` at the same lr (rows of a comparison table whose
+    ``b`` is ``reference``)."""
+    t = table[table["b"] == reference]
+    if t.empty:
+        return "No comparison with Momentum is available yet."
+    counts = {w: int((t["verdict"] == w).sum()) for w in VERDICTS}
+    n_out = int((~t["verdict"].isin((*VERDICTS, "no paired runs"))).sum())
+    differ = t[t["verdict"].isin(("better", "worse"))]
+    if len(differ) or n_out:
+        parts = [f"{arm_text(r['a'], r['lr_a'])} is {r['verdict']} ({r['diff_pp']:+.2f} pp)"
+                 for _, r in differ.iterrows()]
+        parts += list(dict.fromkeys(_outcome_phrase(r) for _, r in t.iterrows()
+                                    if r["verdict"] not in (*VERDICTS, "no paired runs")))     # each side once
+        return (f"Seed 000's \"almost no change\" does not hold: of {len(t)} comparisons with "
+                f"{rule_label(reference)} at the same lr, " + "; ".join(parts) + ". "
+                f"The rest: {counts['equivalent']} equivalent, {counts['inconclusive']} inconclusive.")
+    if counts["equivalent"] == len(t):
+        return (f"Seed 000's \"almost no change\" holds: every one of the {len(t)} comparisons with "
+                f"{rule_label(reference)} is equivalent within ±{t['margin_pp'].iloc[0]:g} pp.")
+    return (f"Seed 000's \"almost no change\" is not shown: no comparison with {rule_label(reference)} found a "
+            f"difference, but {counts['inconclusive']} of {len(t)} are inconclusive (only differences of "
+            f"{t['mde_pp'].min():.1f}–{t['mde_pp'].max():.1f} pp or more were detectable) and "
+            f"{counts['equivalent']} equivalent.")
+
+
+# ----------------------------------------------------------------------------- notebooks 04 and 05
+
+def _lrs_text(lrs) -> str:
+    return ", ".join(f"{lr:g}" for lr in sorted(lrs))
+
+
+def _never_text(rules, lrs_run: dict, best_lr: dict | None) -> str:
+    """'Adam, NAdam (each run at lr 0.01, 0.1, 0.2 and shown at 0.01, the smallest of them)' for rules
+    that share the same lrs and shown lr."""
+    groups: dict[tuple, list] = {}
+    for r in rules:
+        lrs = tuple(sorted(lrs_run.get(r, ())))
+        shown = (best_lr or {}).get(r)
+        groups.setdefault((lrs, shown), []).append(r)
+    parts = []
+    for (lrs, shown), rs in groups.items():
+        names = ", ".join(rule_label(r) for r in rs)
+        each = "each " if len(rs) > 1 else ""
+        if not lrs:
+            parts.append(names)
+            continue
+        if shown is None or len(lrs) < 2:
+            parts.append(f"{names} ({each}run at lr {_lrs_text(lrs)} only)")
+            continue
+        edge = (", the smallest of them" if np.isclose(shown, lrs[0]) else
+                ", the largest of them" if np.isclose(shown, lrs[-1]) else "")
+        parts.append(f"{names} ({each}run at lr {_lrs_text(lrs)} only, shown at its best, {shown:g}{edge})")
+    return "; ".join(parts)
+
+
+def time_to_target_reading(ttt: pd.DataFrame, target: float, lrs_run: dict, best_lr: dict | None = None) -> str:
+    """Notebook 04's time-to-target reading for one ``target`` (rows of ``tables.time_to_target``):
+    the fastest rule with its median time and bootstrap interval (or, with too few runs for one, the
+    range of its runs), how many runs got there, and the rules that never did, each with the lrs it
+    was run at (``lrs_run``: {rule: lrs}) and the one shown (``best_lr``: {rule: lr}). "Never" is a
+    statement about those lrs: a rule shown at the edge of its lrs may reach the target beyond it."""
+    t = ttt[ttt["target"] == target].set_index("rule")
+    ok = t[np.isfinite(t["median_s"])]
+    txt = f"**{target:.0%}:** "
+    if len(ok):
+        f = ok["median_s"].idxmin()
+        r = ok.loc[f]
+        if np.isnan(r["ci_lo_s"]):
+            spread = (f"no bootstrap interval from {int(r['n_runs'])} runs; runs took "
+                      f"{r['min_s']:.0f}–{r['max_s']:.0f} s" if "min_s" in r and np.isfinite(r["max_s"])
+                      else f"no bootstrap interval from {int(r['n_runs'])} runs")
+        else:
+            hi = f"{r['ci_hi_s']:.0f} s" if np.isfinite(r["ci_hi_s"]) else "not reached"
+            spread = f"95% bootstrap CI {r['ci_lo_s']:.0f} s to {hi}"
+        txt += f"fastest {rule_label(f)} (median {r['median_s']:.0f} s, {spread}); "
+    txt += f"{int(t['n_reached'].sum())} of {int(t['n_runs'].sum())} runs reached it"
+    partly = t[(t["n_reached"] > 0) & ~np.isfinite(t["median_s"])]
+    if len(partly):
+        txt += ("; reached by fewer than half of the runs of " +
+                ", ".join(f"{rule_label(r)} ({int(x['n_reached'])}/{int(x['n_runs'])})" for r, x in partly.iterrows()))
+    never = t[t["n_reached"] == 0].index.tolist()
+    if not never:
+        return txt + "."
+    txt += "; never reached by " + _never_text(never, lrs_run, best_lr) + "."
+    edges = [r for r in never if len(lrs_run.get(r, ())) > 1 and (best_lr or {}).get(r) is not None
+             and (np.isclose(best_lr[r], min(lrs_run[r])) or np.isclose(best_lr[r], max(lrs_run[r])))]
+    if edges:
+        txt += (" For " + ", ".join(rule_label(r) for r in edges) + " the best lr is at the edge of the lrs "
+                "run, so \"never\" describes these lrs, not the rule: an lr beyond the edge was not tried.")
+    return txt
+
+
+def outcome_counts_sentence(table: pd.DataFrame, what: str = "run") -> str:
+    """What became of the runs of a table with ``rule``, ``n_runs``, ``n_diverged``, ``n_blew_up``,
+    ``n_failed`` (``costs.final_accuracy``, ``tables.epoch_cost``): the runs that did not train are
+    outcomes, counted here and left out of the mean accuracies."""
+    cols = {"n_diverged": "diverged", "n_blew_up": "blew up", "n_failed": "failed to learn"}
+    bad = []
+    for _, r in table.iterrows():
+        words = [f"{int(r[c])} {w}" for c, w in cols.items() if c in r and r[c] > 0]
+        if words:
+            bad.append(f"{rule_label(r['rule'])} ({', '.join(words)} of {int(r['n_runs'])})")
+    total = int(table["n_runs"].sum())
+    if not bad:
+        return (f"Outcomes: every one of the {total} {what}s trained (none diverged, blew up or failed to "
+                f"learn).")
+    return (f"Outcomes: not every {what} trained — " + "; ".join(bad) + ". Such runs are counted as outcomes "
+            "and left out of the mean accuracies, not averaged in as NaN.")
+
+
+def trial_outcomes_sentence(trials: pd.DataFrame, protocols=None) -> str:
+    """Per protocol, how many tuning trials did not train (``outcome`` of ``tuning.trial_table``:
+    diverged, blew up, failed to learn); they stay in the bootstrap with their (near-chance) scores."""
+    parts = []
+    for p in protocols or list(dict.fromkeys(trials["protocol"])):
+        t = trials[trials["protocol"] == p]
+        words = [f"{int((t['outcome'] == o).sum())} {o}" for o in ("diverged", "blew up", "failed to learn")
+                 if (t["outcome"] == o).any()]
+        parts.append(f"{p}: " + (", ".join(words) if words else "none") + f" of {len(t)}")
+    return ("Trials that did not train (outcomes, not missing values) — " + "; ".join(parts) + ". They stay in "
+            "the bootstrap: selection by validation passes them over unless a resample holds nothing better.")
+
+
+def seed004_reading(gain_row, verdict_row, much_slower: float) -> str:
+    """One lr of seed 004's table: the accuracy verdict (``verdict_sentence`` of the row of
+    ``costs.gain_family``'s comparison) and the time paid against the ``much_slower`` threshold:
+    "much slower" when the epoch-time ratio's interval lies above it, "not much slower" when below,
+    "inconclusive against the threshold" otherwise."""
+    r = gain_row
+    if r["epoch_ratio_lo"] > much_slower:
+        t = "much slower"
+    elif r["epoch_ratio_hi"] < much_slower:
+        t = "not much slower"
+    else:
+        t = "inconclusive against the threshold"
+    return (f"**lr {r['lr']:g}:** {verdict_sentence(verdict_row)} Time: {r['epoch_time_ratio']:.2f}× SGD's seconds "
+            f"per epoch (95% CI {r['epoch_ratio_lo']:.2f}–{r['epoch_ratio_hi']:.2f}) and "
+            f"{r['extra_seconds']:+.1f} s in total over {int(r['n_seeds'])} seeds: {t} (more than {much_slower:g}× "
+            f"counts as much slower).")
+
+
+def inclusion_pairs_sentence(incl: pd.DataFrame, protocol: str = "c") -> str:
+    """How many of Choi et al.'s inclusion pairs hold under ``protocol`` in most bootstrap draws
+    (``tuning.inclusion_pairs``: ``p_general_ge`` >= 0.5), and which break."""
+    c = incl[incl["protocol"] == protocol]
+    held = c[c["p_general_ge"] >= 0.5]
+    txt = (f"Under protocol {protocol} the general rule scores at least as well as the special one in most "
+           f"bootstrap draws for {len(held)} of {len(c)} inclusion pairs")
+    broken = c[c["p_general_ge"] < 0.5]
+    if len(broken):
+        return txt + ": " + ", ".join(f"{rule_label(r.special)} ⊆ {rule_label(r.general)}"
+                                      for r in broken.itertuples()) + " break(s) it at this budget."
+    return txt + "."
+
+
+__all__ += ["time_to_target_reading", "outcome_counts_sentence", "trial_outcomes_sentence", "seed004_reading",
+            "inclusion_pairs_sentence"]
+
+
+# ----------------------------------------------------------------------------- notebook 03
+
+BASELINE_WORDS = {"sgd": "SGD at the same lr (its special case)",
+                  "momentum": "Momentum at the same lr (seed 000's baseline)",
+                  "momentum (matched)": "Momentum at the matched effective step lr·(1 − μ)"}
+
+
+def _verdict_list(rows: pd.DataFrame) -> str:
+    parts = []
+    for _, r in rows.iterrows():
+        v = r["verdict"]
+        if v in VERDICTS and np.isfinite(r["diff_pp"]):
+            parts.append(f"{v} at lr {r['lr_a']:g} ({r['diff_pp']:+.2f} pp "
+                         f"[{r['ci_lo_pp']:+.2f}, {r['ci_hi_pp']:+.2f}])")
+        elif v in VERDICTS:
+            parts.append(f"{v} at lr {r['lr_a']:g}")
+        else:
+            parts.append(f"at lr {r['lr_a']:g}: {_outcome_phrase(r) or v}")
+    return "; ".join(parts)
+
+
+def novel_answer(table: pd.DataFrame) -> str:
+    """Notebook 03's answer, per novel rule and baseline (rows of the family "novel vs baselines":
+    ``a`` the novel rule, ``b`` one of :data:`BASELINE_WORDS`), in the verdicts' own words."""
+    lines = []
+    for rule, g in table.groupby("a", sort=False):
+        lines.append(f"**{rule_label(rule)}**")
+        for base, words in BASELINE_WORDS.items():
+            rows = g[g["b"] == base]
+            if len(rows):
+                lines.append(f"- vs {words}: {_verdict_list(rows)}.")
+    n = int(table["n_seeds"].max()) if len(table) else 0
+    better = table[table["verdict"] == "better"]
+    lines.append("")
+    lines.append(f"Over {len(table)} comparisons at up to {n} seeds: "
+                 + ", ".join(f"{int((table['verdict'] == w).sum())} {w}" for w in VERDICTS)
+                 + f", {int((~table['verdict'].isin(VERDICTS)).sum())} decided by an outcome. "
+                 + ("No novel rule is better than any of its baselines."
+                    if better.empty else
+                    "Better than a baseline: " + ", ".join(
+                        f"{arm_text(r['a'], r['lr_a'])} vs {arm_text(r['b'], r['lr_b'])}" for _, r in better.iterrows())
+                    + "."))
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- notebooks 06 and 07
+
+def _short(r) -> str:
+    v = r["verdict"]
+    if v in VERDICTS and np.isfinite(r["diff_pp"]):
+        return f"{r['diff_pp']:+.2f} pp, {v}"
+    return v if v in VERDICTS else (_outcome_phrase(r) or v)
+
+
+def gap_change(table: pd.DataFrame, by: str = "cut", per: str | None = None) -> str:
+    """Per pair (a vs b), its difference and verdict at each value of ``by`` (e.g. the cut-off epoch),
+    one line each: "- Gravity at lr 0.2 (constant) vs SGD at lr 0.1 (constant): −1.20 pp, worse at
+    epoch 15 → −0.30 pp, inconclusive at epoch 100". With ``per`` (a column, e.g. the base rule when
+    the arms' labels carry the value of ``by``), one line per value of ``per`` instead."""
+    lines = []
+    unit = "epoch" if by == "cut" else by
+    fmt = (lambda v: f"{v:,.0f}") if by != "cut" else (lambda v: f"{v:g}")
+    for key, g in table.groupby(list(per and [per] or ["a", "b"]), sort=False):
+        g = g.sort_values(by)
+        first = g.iloc[0]
+        steps = " → ".join(f"{_short(r)} at {unit} {fmt(r[by])}" for _, r in g.iterrows())
+        head = (f"{rule_label(key[0] if isinstance(key, tuple) else key)} vs {rule_label(first['b'].split(' (')[0])}"
+                if per else f"{arm_text(first['a'], first['lr_a'])} vs {arm_text(first['b'], first['lr_b'])}")
+        lines.append(f"- {head}: {steps}")
+    return "\n".join(lines)
+
+
+def verdict_changes(table: pd.DataFrame, by: str = "cut") -> pd.DataFrame:
+    """The pairs whose verdict differs between the smallest and the largest value of ``by``."""
+    rows = []
+    for (a, b), g in table.groupby(["a", "b"], sort=False):
+        g = g.sort_values(by)
+        if g["verdict"].iloc[0] != g["verdict"].iloc[-1]:
+            rows.append({"a": a, "b": b, "from": g["verdict"].iloc[0], "to": g["verdict"].iloc[-1],
+                         "diff_from": g["diff_pp"].iloc[0], "diff_to": g["diff_pp"].iloc[-1]})
+    return pd.DataFrame(rows, columns=["a", "b", "from", "to", "diff_from", "diff_to"])
+
+
+def long_answer(table: pd.DataFrame) -> str:
+    """Seed 000's "100 epochs might be needed", from each rule vs SGD at the short and the long cut
+    (rows with a ``cut`` column): does any verdict change with training length?"""
+    cuts = sorted(table["cut"].unique())
+    short, long_ = cuts[0], cuts[-1]
+    ch = verdict_changes(table)
+    n_pairs = table.groupby(["a", "b"]).ngroups
+    head = (f"Between epoch {short:g} and epoch {long_:g}, {len(ch)} of {n_pairs} comparisons with SGD change "
+            f"verdict")
+    if ch.empty:
+        return head + f": training {long_:g} epochs instead of {short:g} does not change the answer."
+    return head + ": " + "; ".join(
+        f"{arm_text(r['a'], table.loc[table['a'] == r['a'], 'lr_a'].iloc[0])} {r['from']} → {r['to']} "
+        f"({r['diff_from']:+.2f} → {r['diff_to']:+.2f} pp)" for _, r in ch.iterrows()) + "."
+
+
+def size_answer(table: pd.DataFrame, full: str = "all data") -> str:
+    """Seed 000's "the data set may be too small to show a difference", answered yes / no from each
+    rule vs SGD at every training-set size (rows with ``size`` (n or ``full``) and ``n_train_value``
+    (number of images) columns): **no** when some rule differs from SGD (better / worse) on the full
+    training set — differences are visible at this size; **yes** when none does there but the
+    differences grow with the training-set size (mean |difference| larger on the full set than on
+    the smallest); otherwise **not shown either way**."""
+    t = table.sort_values("n_train_value")
+    sizes = t["n_train_value"].drop_duplicates().tolist()
+    at_full = t[t["n_train_value"] == sizes[-1]]
+    at_small = t[t["n_train_value"] == sizes[0]]
+    diff_full = at_full[at_full["verdict"].isin(("better", "worse"))]
+    mean_abs = {n: float(np.nanmean(np.abs(g["diff_pp"]))) if g["diff_pp"].notna().any() else np.nan
+                for n, g in t.groupby("n_train_value")}
+    trend = ", ".join(f"{mean_abs[n]:.2f} pp at {int(n):,} images" for n in sizes)
+    counts = ", ".join(f"{int(((t['n_train_value'] == n) & t['verdict'].isin(('better', 'worse'))).sum())} of "
+                       f"{int((t['n_train_value'] == n).sum())} at {int(n):,}" for n in sizes)
+    evidence = (f"Mean |difference to SGD| over the rules: {trend}. Rules that differ from SGD (better or worse): "
+                f"{counts}.")
+    if len(diff_full):
+        who = "; ".join(f"{arm_text(r['a'], r['lr_a'])} {r['verdict']} ({r['diff_pp']:+.2f} pp)"
+                        for _, r in diff_full.iterrows())
+        return (f"**No.** With all {int(sizes[-1]):,} training images the rules already differ from SGD: {who}. "
+                + evidence)
+    grows = np.isfinite(mean_abs[sizes[-1]]) and np.isfinite(mean_abs[sizes[0]]) and \
+        mean_abs[sizes[-1]] > mean_abs[sizes[0]] and len(at_small)
+    if grows:
+        return ("**Yes, possibly.** No rule differs from SGD on the full training set, but the differences grow "
+                "with the training-set size. " + evidence)
+    return ("**Not shown either way.** No rule differs from SGD on the full training set, and the differences do "
+            "not grow with the training-set size. " + evidence)
+
+
+# ----------------------------------------------------------------------------- notebook 01
+ROUNDING_RTOL = 1e-12   # |f − f_min| below ROUNDING_RTOL · max(1, |f_min|) is floating-point rounding: a tie
+
+
+def rounding_tol(f_min: float) -> float:
+    """The gap to the minimum value below which two final values are tied (rounding level)."""
+    return ROUNDING_RTOL * max(1.0, abs(float(f_min)))
+
+
+def gap_text(gap: float, f_min: float) -> str:
+    """``f − f_min`` for prose: "f − f_min = 0.031", "f − f_min = 0 within rounding (|…| < 1e-12)"
+    (never a negative number that is only rounding), "diverged" for +inf."""
+    if not np.isfinite(gap):
+        return "diverged"
+    tol = rounding_tol(f_min)
+    if abs(gap) < tol:
+        return f"f − f_min = 0 within rounding (|f − f_min| < {tol:.0e})"
+    if gap < 0:
+        return f"f − f_min = {gap:.2g}, below the tabulated f_min"
+    return f"f − f_min = {gap:.2g}"
+
+
+def surface_reading(title: str, table: pd.DataFrame, f_min: float, *, close: float = 1e-3) -> str:
+    """Notebook 01's reading of one 2-D surface. ``table``: that surface's rows of
+    ``01_trajectories`` (columns setting, rule, lr, gap, diverged; setting "best lr" = each rule at
+    its own best lr). Per setting: how many rules end within ``close`` of the minimum value and
+    which diverge. Then the lowest and highest final values at the rules' own lrs, where gaps
+    within rounding of each other (:func:`rounding_tol`) are ties: all tied rules are named
+    ("tied at the minimum within rounding: A, B"), no winner is crowned among them."""
+    parts = []
+    for setting, g in table.groupby("setting", sort=False):
+        near = g[g.gap < close]
+        div = g[g.diverged.astype(bool)]
+        parts.append(f"at {setting}: {len(near)} of {len(g)} rules end within {close:g} of the minimum value"
+                     + (f" ({', '.join(rule_label(r) for r in near.rule)})" if 0 < len(near) <= 5 else "")
+                     + f", {len(div)} diverge"
+                     + (f" ({', '.join(rule_label(r) for r in div.rule)})" if len(div) else ""))
+    b = table[table.setting == "best lr"].sort_values(["gap", "lr"], kind="stable")
+    text = f"**Reading ({title}).** " + "; ".join(parts) + "."
+    if b.empty:
+        return text
+    tol = rounding_tol(f_min)
+    low = float(b.gap.iloc[0])
+    if not np.isfinite(low):
+        return text + " Every rule diverged at every lr."
+    tied = b[b.gap - low < tol]
+    names = ", ".join(f"{rule_label(r.rule)} (lr {r.lr:g})" for r in tied.itertuples())
+    if abs(low) < tol:
+        head = (f" Tied at the minimum within rounding (|f − f_min| < {tol:.0e}) at their own lr: {names}."
+                if len(tied) > 1 else
+                f" Lowest final value at its own lr: {names}, {gap_text(low, f_min)}.")
+    elif len(tied) > 1:
+        head = f" Lowest final value at their own lr, tied within rounding: {names}, {gap_text(low, f_min)}."
+    else:
+        head = f" Lowest final value at its own lr: {names}, {gap_text(low, f_min)}."
+    rest = b[~b.index.isin(tied.index)]
+    if rest.empty:
+        return text + head
+    worst = rest.iloc[-1]
+    return (text + head + f" Highest: {rule_label(worst.rule)} (lr {worst.lr:g}, "
+            f"{gap_text(float(worst.gap), f_min)}).")
+
+
+def lr_edge_reading(check: pd.DataFrame, grid, titles: dict | None = None) -> str:
+    """Does any rule's best lr sit on an edge of the searched grid? ``check``: rows of
+    :func:`optreport.analysis.surfaces.lr_edge_check` (surface, rule, best_lr, edge, plateau_lo,
+    plateau_hi, status). An edge best is explained when f is flat there (the rule is insensitive
+    to lr beyond the plateau's inner end) and flagged when f was still improving."""
+    titles = titles or {}
+    lo, hi = min(grid), max(grid)
+    head = f"**Best-lr check.** The grid searched runs from lr {lo:g} to {hi:g} ({len(grid)} values). "
+    on_edge = check[check.edge != ""]
+    if on_edge.empty:
+        return head + "No rule's best lr sits on an edge of the grid on any surface: every best is interior."
+
+    def where(rows):
+        return "; ".join(f"{rule_label(r.rule)} on {titles.get(r.surface, r.surface)} ({r.edge} edge, lr {r.best_lr:g})"
+                         for r in rows.itertuples())
+    out = [head + f"Best lr on an edge of the grid: {len(on_edge)} of {len(check)} rule × surface pairs."]
+    flat = on_edge[on_edge.status == "edge, flat"]
+    if len(flat):
+        spans = "; ".join(f"{rule_label(r.rule)} on {titles.get(r.surface, r.surface)}: final f the same to 1e-6 "
+                          f"for every lr from {r.plateau_lo:g} to {r.plateau_hi:g}" for r in flat.itertuples())
+        note = (" Gravity's k = √(1/lr² + S) tends to √S as lr grows, so lr drops out of the rule"
+                if (flat.rule == "gravity").any() and (flat.edge == "high").any() else "")
+        out.append(f"Flat there, i.e. insensitive to lr, not a missed optimum: {spans}.{note}.")
+    diverged = on_edge[on_edge.status == "all diverged"]
+    if len(diverged):
+        out.append(f"Diverged at every lr: {where(diverged)}.")
+    still = on_edge[on_edge.status == "edge, still improving"]
+    if len(still):
+        out.append(f"**Still improving at the edge — the grid should be widened: {where(still)}.**")
+    return " ".join(out)
+
+
+def divergence_reading(table: pd.DataFrame, step_ratio: dict, lr: float) -> str:
+    """Notebook 01's divergence reading over the grid runs (``table``: rows of ``01_trajectories``
+    at the grid's lrs: surface, rule, diverged) and what one lr means per rule: ``step_ratio``
+    maps a rule to its first step's length divided by ``lr`` at each surface's start. The Gravity
+    sentence is exact: the multiplier 1/k is at most lr (k = √(1/lr² + S) ≥ 1/lr), the step ‖g‖/k
+    is at most lr·‖g‖ — longer than lr wherever ‖g‖ > 1 — and shorter than 1 (S includes ‖g‖²)."""
+    div_by_rule = table.groupby("rule", sort=False).diverged.sum().sort_values(ascending=False, kind="stable")
+    n_cells = int(table.groupby("rule").size().iloc[0])
+    n_surfaces = table.surface.nunique()
+    n_lrs = table.lr.nunique()
+    never = [rule_label(r) for r, v in div_by_rule.items() if v == 0]
+    def num(x):
+        r = float(f"{x:.2g}")
+        return np.format_float_positional(r, trim="-") if 1e-4 <= abs(r) < 1e5 else f"{r:.2g}"
+
+    def span(v):
+        lo_, hi_ = num(min(v)), num(max(v))
+        return lo_ if lo_ == hi_ else f"{lo_}–{hi_}"
+    ratios = "; ".join(f"{rule_label(r)} {span(v)}" for r, v in step_ratio.items())
+    text = (f"**Reading.** Over the {n_surfaces} surfaces × {n_lrs} grid lrs ({n_cells} runs per rule), divergences: "
+            + ", ".join(f"{rule_label(r)} {int(v)}" for r, v in div_by_rule.items())
+            + f". Never diverged on the grid: {', '.join(never) if never else 'none'}. The same lr means very "
+            f"different steps for different rules. First step from each surface's start, in units of lr "
+            f"(lr = {lr:g}, range over the surfaces): {ratios}. The SGD family multiplies the raw gradient by lr "
+            "(SGD's step is lr·‖g‖; momentum adds past gradients to it); Adagrad and Adam's family move about lr "
+            "per coordinate at first; ")
+    if "gravity" in step_ratio:
+        g = step_ratio["gravity"]
+        text += ("Gravity multiplies the gradient by 1/k ≤ lr (k = √(1/lr² + S) ≥ 1/lr), so its step ‖g‖/k is at "
+                 "most lr·‖g‖ — longer than lr wherever ‖g‖ > 1"
+                 + (f" (here up to {num(max(g))}·lr)" if max(g) > 1 else "")
+                 + " — and always shorter than 1, since S already contains ‖g‖².")
+    return text
+
+
+def seed003_reading(t003: pd.DataFrame, steps: int, long_steps: int | None = None, *,
+                    buggy: str = "seed 003 as written (3 bugs)", correct: str = "correct Adam",
+                    rtol: float = 1e-3) -> str:
+    """Which of seed 003's buggy Adam and the correct one ends nearer the minimum, and why.
+
+    ``t003``: the ``01_seed003_adam`` table (variant, final_x, final_y, final_f, dist_to_min, and
+    for ``long_steps``: dist_to_min_long, gap_long, dist_to_wrong_zero_long); the single-bug rows
+    are the variants named "only bug N: what". Distances within ``rtol`` (relative) count as
+    equal. The buggy run's lead is called an accident only when the numbers show it: a single
+    bug alone gives the lead, and run for ``long_steps`` the correct Adam ends nearer while the
+    buggy one ends nearer the zero of its wrong gradient than the minimum."""
+    r = t003.set_index("variant")
+    bug, cor = r.loc[buggy], r.loc[correct]
+
+    def where(x):
+        return f"({x.final_x:.3f}, {x.final_y:.3f}), f = {x.final_f:.3f}, {x.dist_to_min:.2f} from the minimum"
+
+    def cmp(a, b):
+        if abs(a - b) <= rtol * max(abs(a), abs(b)):
+            return 0
+        return -1 if a < b else 1
+    out = [f"**Reading.** After {steps} steps the blog's Adam ends at {where(bug)}; correct Adam ends at {where(cor)}."]
+    c = cmp(bug.dist_to_min, cor.dist_to_min)
+    if c == 0:
+        out.append("Both end as near the minimum.")
+        return " ".join(out)
+    lower = "lower" if bug.final_f < cor.final_f else "higher"
+    if c < 0:
+        out.append(f"**The buggy Adam ends nearer the minimum** ({bug.dist_to_min:.2f} against {cor.dist_to_min:.2f}), "
+                   f"at a {lower} f.")
+    else:
+        out.append(f"Correct Adam ends nearer the minimum ({cor.dist_to_min:.2f} against {bug.dist_to_min:.2f}).")
+        return " ".join(out)
+    singles = [k for k in r.index if str(k).startswith("only bug")]
+    helps = [k for k in singles if cmp(r.loc[k].dist_to_min, cor.dist_to_min) < 0]
+    others = [k for k in singles if k not in helps]
+
+    def names(ks):
+        return ", ".join(f"{str(k).split(': ', 1)[-1]} ({r.loc[k].dist_to_min:.2f})" for k in ks)
+    if singles:
+        verb = "ends" if len(helps) == 1 else "end"
+        rest = f"; {names(others)} do{'es' if len(others) == 1 else ''} not" if others else ""
+        out.append(f"Of the bugs alone, {names(helps) if helps else 'none'} {verb} nearer than correct Adam{rest}.")
+    if long_steps and {"dist_to_min_long", "gap_long", "dist_to_wrong_zero_long"} <= set(r.columns):
+        reverses = cmp(cor.dist_to_min_long, bug.dist_to_min_long) < 0
+        elsewhere = bug.dist_to_wrong_zero_long < bug.dist_to_min_long
+        out.append(f"Run for {long_steps} steps, correct Adam ends {cor.dist_to_min_long:.2g} from the minimum "
+                   f"(f − f_min = {cor.gap_long:.2g}) and the blog's Adam {bug.dist_to_min_long:.2g} "
+                   f"(f − f_min = {bug.gap_long:.2g}), {bug.dist_to_wrong_zero_long:.2g} from the zero of its wrong "
+                   "gradient.")
+        if reverses and elsewhere:
+            why = (f"the larger steps of the {' and the '.join(str(k).split(': ', 1)[-1] for k in helps)}"
+                   if helps else "its larger steps")
+            out.append(f"So ending nearer after {steps} steps is an accident of {why}: the buggy Adam follows a "
+                       "wrong vector field, which leads to its own zero, not to the minimum.")
+        elif reverses:
+            out.append(f"So its lead after {steps} steps does not last.")
+        else:
+            out.append(f"It still ends nearer after {long_steps} steps.")
+    return " ".join(out)
+
+
+__all__ += ["ROUNDING_RTOL", "rounding_tol", "gap_text", "surface_reading", "lr_edge_reading", "divergence_reading",
+            "seed003_reading"]
+
+
+def baseline_summary(table: pd.DataFrame) -> str:
+    """One sentence per baseline over the novel rules and lrs (rows of "novel vs baselines"): how
+    many comparisons are better / worse / equivalent / inconclusive / decided by an outcome."""
+    parts = []
+    for base, words in BASELINE_WORDS.items():
+        g = table[table["b"] == base]
+        if g.empty:
+            continue
+        counts = [f"{int((g['verdict'] == w).sum())} {w}" for w in VERDICTS if (g["verdict"] == w).any()]
+        n_out = int((~g["verdict"].isin(VERDICTS)).sum())
+        if n_out:
+            counts.append(f"{n_out} decided by an outcome")
+        parts.append(f"vs {words}: " + ", ".join(counts))
+    return "Gravity and Cosine over seed 000's three lrs — " + "; ".join(parts) + "."
+
+
+# ----------------------------------------------------------------------------- notebook 05 on reruns
+
+def _pct_ci(mean: float, lo: float, hi: float) -> str:
+    """'88.12% [87.80, 88.44]' (the interval omitted when it is not finite)."""
+    if not np.isfinite(mean):
+        return "no trained rerun"
+    if np.isfinite(lo) and np.isfinite(hi):
+        return f"{100 * mean:.2f}% [{100 * lo:.2f}, {100 * hi:.2f}]"
+    return f"{100 * mean:.2f}%"
+
+
+def _vs_top_word(row) -> str:
+    """The verdict of 'rule vs the top' as a phrase about the rule."""
+    v = row["verdict"]
+    if v in ("better", "worse"):
+        return f"{v} ({row['diff_pp']:+.2f} pp [{row['ci_lo_pp']:+.2f}, {row['ci_hi_pp']:+.2f}])"
+    if v == "equivalent":
+        return f"equivalent within ±{row['margin_pp']:g} pp ({row['diff_pp']:+.2f} pp)"
+    if v == "inconclusive":
+        mde = row["mde_pp"]
+        return (f"inconclusive ({row['diff_pp']:+.2f} pp; only ≥ {mde:.1f} pp detectable)" if np.isfinite(mde)
+                else "inconclusive")
+    if v == "no paired runs":
+        return "not run yet"
+    return v.replace("A ", "it ").replace("B ", "the top ")
+
+
+def rerun_ranking_reading(ranking: pd.DataFrame, vs_top: pd.DataFrame, protocol: str, what: str = "") -> str:
+    """The ranking of one protocol on the reruns, in words: the rules in order of their mean rerun
+    accuracy with 95% CIs (``tuning.rerun_ranking``), then each rule against the top in its verdict's
+    word (``tuning.rerun_comparisons``' "vs the top" table; the top is chosen on the same reruns)."""
+    r = ranking[ranking["protocol"] == protocol].sort_values("rank")
+    if r.empty:
+        return f"**{protocol}**: no reruns yet."
+    head = f"**{protocol}**" + (f" ({what})" if what else "") + ": "
+    order = " > ".join(f"{rule_label(x.rule)} {_pct_ci(x.mean, x.ci_lo, x.ci_hi)}"
+                       if x.outcome == TRAINED else f"{rule_label(x.rule)} ({x.outcome})" for x in r.itertuples())
+    n = int(r["n_seeds"].max())
+    top = r["rule"].iloc[0]
+    text = head + order + f" ({n} seeds each)."
+    if len(vs_top):
+        words = "; ".join(f"{rule_label(str(x['a']))} {_vs_top_word(x)}" for _, x in vs_top.iterrows())
+        counts = ", ".join(f"{int((vs_top['verdict'] == w).sum())} {w}" for w in VERDICTS
+                           if (vs_top["verdict"] == w).any())
+        text += (f" Against the top, {rule_label(top)} (Holm over {len(vs_top)} pairs; the top is picked on these "
+                 f"reruns, so its lead is biased upwards): {words}" + (f" — {counts}." if counts else "."))
+    return text
+
+
+def inclusion_reruns_reading(incl: pd.DataFrame, protocol: str) -> str:
+    """Whether Choi et al.'s inclusions hold on the reruns of ``protocol`` (rows of
+    ``tuning.inclusion_verdicts``: the verdict of general vs special): "holds" when the general rule
+    is better or equivalent, "violated" when it is worse, "undecided" when inconclusive, and the
+    outcome otherwise."""
+    c = incl[incl["protocol"] == protocol]
+    if c.empty:
+        return f"Protocol {protocol}: no inclusion pair among these rules."
+    parts = []
+    for _, r in c.iterrows():
+        S, G = rule_label(r["special"]), rule_label(r["general"])
+        v = r["verdict"]
+        if v in VERDICTS:
+            d = f"{r['diff_pp']:+.2f} pp"
+            if np.isfinite(r["ci_lo_pp"]):
+                d += f" [{r['ci_lo_pp']:+.2f}, {r['ci_hi_pp']:+.2f}]"
+            how = {"better": f"{G} better than {S}", "worse": f"{G} worse than {S}",
+                   "equivalent": f"{G} equivalent to {S}", "inconclusive": f"{G} vs {S} inconclusive"}[v]
+            parts.append(f"{S} ⊆ {G} {r['inclusion']} ({how}, {d})")
+        else:
+            parts.append(f"{S} ⊆ {G}: {v.replace('A ', G + ' ').replace('B ', S + ' ')}")
+    counts = ", ".join(f"{int((c['inclusion'] == w).sum())} {w}" for w in ("holds", "violated", "undecided")
+                       if (c["inclusion"] == w).any())
+    n = int(c["n_seeds"].max()) if c["n_seeds"].notna().any() else 0
+    return (f"Protocol {protocol}, on the reruns ({n} seeds, paired): " + "; ".join(parts)
+            + (f". In all: {counts}." if counts else "."))
+
+
+def novel_rerun_reading(ranking: pd.DataFrame, tables: dict, rules=("gravity", "cosine")) -> str:
+    """Where the novel rules land on the reruns, per protocol: rank among the rules, mean with CI,
+    and the verdict against the protocol's top (``tables``: ``{protocol: (inclusions, vs_top)}`` of
+    ``tuning.rerun_comparisons``)."""
+    lines = []
+    for rule in rules:
+        parts = []
+        for p in dict.fromkeys(ranking["protocol"]):
+            r = ranking[ranking["protocol"] == p].set_index("rule")
+            if rule not in r.index:
+                continue
+            x = r.loc[rule]
+            acc = _pct_ci(x["mean"], x["ci_lo"], x["ci_hi"]) if x["outcome"] == TRAINED else x["outcome"]
+            txt = f"{p}: rank {int(x['rank'])} of {len(r)} ({acc})"
+            vs = tables.get(p, (None, pd.DataFrame()))[1]
+            row = vs[vs["a"] == rule] if len(vs) else vs
+            if len(row):
+                txt += f", vs the top ({rule_label(str(row['b'].iloc[0]))}) {_vs_top_word(row.iloc[0])}"
+            elif int(x["rank"]) == 1:
+                txt += ", the top"
+            parts.append(txt)
+        if parts:
+            lines.append(f"**{rule_label(rule)}** — " + "; ".join(parts) + ".")
+    return "  \n".join(lines)
+
+
+__all__ += ["rerun_ranking_reading", "inclusion_reruns_reading", "novel_rerun_reading"]
+
+
+# ----------------------------------------------------------------------------- notebook 08
+PUBLISHED_TOL = 0.005      # 0.5 pp: "within tolerance" of the published min–max range
+
+#: The known differences between our fmnist_2c2d runs and the published (DeepOBS, TensorFlow) ones,
+#: from build/deepobs_2c2d_findings.md (section 2, "#" = its row): ``rules`` None = every rule;
+#: ``removed_by`` the data protocol that removes it (None: not removed by any).
+DEEPOBS_DIFFERENCES = [
+    dict(n=1, aspect="input scaling", rules=None, removed_by="deepobs",
+         text="our standardised inputs (mean/std) vs DeepOBS's /255 only"),
+    dict(n=2, aspect="validation split", rules=None, removed_by="deepobs",
+         text="our random 5,000-image validation split (55,000 training images) vs DeepOBS's first 10,000 (50,000)"),
+    dict(n=3, aspect="last batch", rules=None, removed_by="deepobs",
+         text="our partial last batch vs DeepOBS's 390 full batches per epoch"),
+    dict(n=4, aspect="shuffling", rules=None, removed_by=None,
+         text="a full permutation per epoch (ours) vs tf.data's buffered shuffle (buffer 20,000)"),
+    dict(n=5, aspect="test images", rules=None, removed_by="deepobs",
+         text="all 10,000 test images (ours) vs the first 9,984"),
+    dict(n=8, aspect="Adam's epsilon", rules=["adam"], removed_by=None,
+         text="TF's epsilon added to the uncorrected sqrt(v) (smaller early on) vs torch's after bias correction"),
+    dict(n=11, aspect="random streams", rules=None, removed_by=None,
+         text="other initial weights and batch orders (torch RNG, our seeds vs TF RNG, seeds 42–51)"),
+    dict(n=12, aspect="framework numerics", rules=None, removed_by=None,
+         text="PyTorch 2 CPU vs TensorFlow 1 kernels (rounding-level)"),
+]
+
+
+def _epochs_text(epochs) -> str:
+    """'1–3, 7' from a sorted list of epochs."""
+    e = sorted(int(x) for x in epochs)
+    runs, start = [], None
+    for i, x in enumerate(e):
+        if start is None:
+            start = x
+        if i == len(e) - 1 or e[i + 1] != x + 1:
+            runs.append(f"{start}" if start == x else f"{start}–{x}")
+            start = None
+    return ", ".join(runs)
+
+
+def _epoch_word(text: str) -> str:
+    return "epochs" if ("," in text or "–" in text) else "epoch"
+
+
+def published_position(table: pd.DataFrame, tol: float = PUBLISHED_TOL) -> pd.Series:
+    """Per row of :func:`optreport.report.tables.published_comparison`: where our mean lies relative to
+    the published min–max: "inside", "near" (outside by at most ``tol``), "below", "above", or
+    "no published" (no published number at that epoch)."""
+    m, lo, hi = (table[c].astype(float) for c in ("test_acc", "published_min", "published_max"))
+    out = pd.Series("no published", index=table.index, dtype=object)
+    has = lo.notna() & hi.notna() & m.notna()
+    out[has & (m >= lo) & (m <= hi)] = "inside"
+    out[has & (m < lo)] = "below"
+    out[has & (m > hi)] = "above"
+    out[has & (((m < lo) & (lo - m <= tol)) | ((m > hi) & (m - hi <= tol)))] = "near"
+    return out
+
+
+def candidate_reasons(rule: str, protocol: str = "deepobs") -> list[str]:
+    """The known differences (:data:`DEEPOBS_DIFFERENCES`) that still apply to ``rule``'s runs under
+    data protocol ``protocol``."""
+    return [f"{d['aspect']} ({d['text']})" for d in DEEPOBS_DIFFERENCES
+            if (d["rules"] is None or rule in d["rules"]) and d["removed_by"] != protocol]
+
+
+def published_reading(table: pd.DataFrame, *, tol: float = PUBLISHED_TOL, protocol: str = "deepobs") -> str:
+    """Markdown: per rule, at how many of our epochs our mean test accuracy lies inside the published
+    min–max range, within ``tol`` of it, or outside (below/above, which epochs, by how much), the
+    mean gap ours − published, and, where we disagree, the known differences that remain under
+    ``protocol`` as candidate reasons, plus what the published range's seed count implies (the
+    chance that one more run lands inside the min–max of n runs is (n−1)/(n+1))."""
+    if table.empty:
+        return "No runs to compare yet."
+    pos = published_position(table, tol)
+    lines = []
+    for rule, g in table.groupby("rule", sort=False):
+        p = pos.loc[g.index]
+        name = rule_label(rule)
+        n_ours = int(g["n_seeds"].min())
+        if (p == "no published").all():
+            last = g.sort_values("epoch").iloc[-1]
+            lines.append(f"- **{name}**: no published result to compare with; ours reaches {last.test_acc:.1%} "
+                         f"at epoch {int(last.epoch)} (mean of {n_ours} seeds).")
+            continue
+        c = g[p != "no published"]
+        pc = p[p != "no published"]
+        n = len(c)
+        gap = 100 * (c["test_acc"] - c["published_test_acc"])
+        counts = {k: int((pc == k).sum()) for k in ("inside", "near", "below", "above")}
+        n_pub = int(c["published_n_seeds"].min())
+        text = (f"- **{name}** (ours {n_ours} seeds, published {n_pub}): our mean is inside the published "
+                f"min–max at {counts['inside']} of {n} epoch{'s' if n != 1 else ''}")
+        if counts["near"]:
+            near = _epochs_text(c.epoch[pc == "near"])
+            text += f", within {100 * tol:.1f} pp of it at {counts['near']} more ({_epoch_word(near)} {near})"
+        for side in ("below", "above"):
+            if counts[side]:
+                rows = c[pc == side]
+                dist = 100 * ((rows["published_min"] - rows["test_acc"]) if side == "below"
+                              else (rows["test_acc"] - rows["published_max"]))
+                text += (f"; {side} it by more than {100 * tol:.1f} pp at {counts[side]} "
+                         f"({_epoch_word(_epochs_text(rows.epoch))} {_epochs_text(rows.epoch)}, "
+                         f"by up to {dist.max():.1f} pp)")
+        text += f". Mean gap ours − published over these epochs: {gap.mean():+.2f} pp"
+        text += f" (last common epoch {int(c.epoch.max())}: {gap.iloc[int(np.argmax(c.epoch.to_numpy()))]:+.2f} pp)."
+        agree = counts["below"] + counts["above"] == 0
+        if agree:
+            text += f" **Agrees** (inside or within {100 * tol:.1f} pp at every epoch)."
+        else:
+            reasons = candidate_reasons(rule, protocol)
+            cover = (n_pub - 1) / (n_pub + 1)
+            text += (f" **Disagrees** at {counts['below'] + counts['above']} epoch(s). Candidate reasons (known "
+                     f"differences that remain): {'; '.join(reasons)}. Also, the published range is the min–max of "
+                     f"only {n_pub} runs, which a further run falls inside with probability only "
+                     f"{n_pub - 1}/{n_pub + 1} = {cover:.0%}.")
+        lines.append(text)
+    return "\n".join(lines)
+
+
+__all__ += ["PUBLISHED_TOL", "DEEPOBS_DIFFERENCES", "published_position", "candidate_reasons", "published_reading"]

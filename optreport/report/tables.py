@@ -10,16 +10,22 @@ DataFrame with the columns the saved CSV has; the statistics themselves live in
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from optreport.analysis import costs, stats
+from optimizers import OPTIMIZERS
+from optreport.analysis import costs
+from optreport.analysis.compare import Arm, Family, Pair, accuracy_ci, loss_ci, mean_ci_in_range
+from optreport.analysis.outcomes import TRAINED, outcome_summary
 from optreport.analysis.tuning import hparams_text
 
-__all__ = ["markdown_table", "save_table", "accuracy_grid", "vs_momentum", "VS_MOMENTUM_COLUMNS",
-           "ablation_variant", "ablations", "STEP_COST_COLUMNS", "step_cost", "epoch_cost",
+__all__ = ["markdown_table", "save_table", "SWEEP_COLUMNS", "sweep_table", "catalogue_order", "accuracy_grid",
+           "vs_baselines",
+           "VS_BASELINES_COLUMNS", "ablation_variant", "ablation_family", "STEP_COST_COLUMNS", "step_cost",
+           "epoch_cost",
            "time_to_target", "seed004", "imitation"]
 
 
@@ -46,38 +52,82 @@ def save_table(df: pd.DataFrame, results_dir: str | Path, name: str) -> Path:
 
 
 # ----------------------------------------------------------------------------- notebook 02
-def accuracy_grid(table: pd.DataFrame, rules) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """From a :func:`optreport.analysis.stats.sweep_table`: final test accuracy in % (rows:
-    ``rules``, columns: lrs) and a note per cell ("2 div." where runs diverged, else "")."""
-    acc = table.pivot(index="rule", columns="lr", values="test_acc").reindex(rules) * 100
-    notes = table.pivot(index="rule", columns="lr", values="diverged").reindex(rules).map(
-        lambda k: f"{int(k)} div." if k else "")
+SWEEP_COLUMNS = ["rule", "lr", "n_seeds", "outcome", "n_trained", "n_diverged", "n_blew_up", "n_failed",
+                 "final_test_acc", "final_test_acc_lo", "final_test_acc_hi",
+                 "val_test_acc", "val_test_acc_lo", "val_test_acc_hi",
+                 "last3_test_acc", "last3_test_acc_lo", "last3_test_acc_hi",
+                 "final_test_loss", "final_test_loss_lo", "final_test_loss_hi", "val_epoch", "final_epoch"]
+
+
+def sweep_table(runs: pd.DataFrame, by=("rule", "lr"), level: float = 0.95) -> pd.DataFrame:
+    """Per group of ``by`` (rows of :func:`optreport.analysis.outcomes.run_outcomes`): the number of
+    seeds, the outcome in words (:func:`~optreport.analysis.outcomes.outcome_summary`) and counts
+    per outcome, then the mean and a range-respecting 95% t interval of each accuracy metric
+    (final epoch, validation-selected epoch, mean of the last 3 epochs) and of the final test
+    loss, over the runs that trained. Means over no trained run are NaN and the outcome says why.
+    Columns: :data:`SWEEP_COLUMNS` (``by`` first)."""
+    by = list(by)
+    rows = []
+    for keys, g in runs.groupby(by, sort=False):
+        keys = keys if isinstance(keys, tuple) else (keys,)
+        ok = g[g["outcome"] == TRAINED]
+        row = {**dict(zip(by, keys, strict=True)), "n_seeds": int(g["seed"].nunique()),
+               "outcome": outcome_summary(g["outcome"]), "n_trained": len(ok),
+               "n_diverged": int((g["outcome"] == "diverged").sum()),
+               "n_blew_up": int((g["outcome"] == "blew up").sum()),
+               "n_failed": int((g["outcome"] == "failed to learn").sum())}
+        for col in ("final_test_acc", "val_test_acc", "last3_test_acc"):
+            m, lo, hi = accuracy_ci(ok[col], level)
+            row.update({col: m, f"{col}_lo": lo, f"{col}_hi": hi})
+        m, lo, hi = loss_ci(ok["final_test_loss"], level)
+        row.update({"final_test_loss": m, "final_test_loss_lo": lo, "final_test_loss_hi": hi,
+                    "val_epoch": float(ok["val_epoch"].astype(float).mean()) if len(ok) else float("nan"),
+                    "final_epoch": int(g["final_epoch"].max())})
+        rows.append(row)
+    cols = by + [c for c in SWEEP_COLUMNS if c not in ("rule", "lr")]
+    return catalogue_order(pd.DataFrame(rows, columns=cols), by)
+
+
+def catalogue_order(df: pd.DataFrame, by=("rule", "lr")) -> pd.DataFrame:
+    """Rows sorted by ``by``; a ``rule`` column in the catalogue's order (optimizers.OPTIMIZERS;
+    names not in it last, alphabetically)."""
+    by = [c for c in by if c in df.columns]
+    if df.empty or not by:
+        return df.reset_index(drop=True)
+    rank = {r: i for i, r in enumerate(OPTIMIZERS)}
+
+    def key(col):
+        if col.name != "rule":
+            return col
+        return col.map(lambda r: (rank.get(r, len(rank)), str(r))).map(lambda t: f"{t[0]:04d}{t[1]}")
+    return df.sort_values(by, key=key, kind="stable").reset_index(drop=True)
+
+
+def accuracy_grid(table: pd.DataFrame, rules, metric: str = "val_test_acc") -> tuple[pd.DataFrame, pd.DataFrame]:
+    """From a :func:`sweep_table`: the mean ``metric`` in % over trained runs (rows: ``rules``,
+    columns: lrs) and a note per cell: the outcome when not every run trained ("diverged",
+    "2/5 diverged, 3/5 trained"), else ""."""
+    acc = table.pivot(index="rule", columns="lr", values=metric).reindex(rules) * 100
+    notes = table.pivot(index="rule", columns="lr", values="outcome").reindex(rules).map(
+        lambda o: "" if o == TRAINED or not isinstance(o, str) else o.replace(", ", "\n"))
     return acc, notes
 
 
 # ----------------------------------------------------------------------------- notebook 03
-VS_MOMENTUM_COLUMNS = ["metric", "lr", "rule", "n", "diverged", "mean", "reference_mean", "mean_diff",
-                       "ci_lo", "ci_hi", "t_p", "wilcoxon_p", "holm_p", "verdict"]
+VS_BASELINES_COLUMNS = ["rule", "lr", "baseline", "baseline_lr", "n_seeds", "metric", "mean_rule", "mean_baseline",
+                        "diff_pp", "ci_lo_pp", "ci_hi_pp", "interval", "ci_level", "p_holm", "p_tost_holm",
+                        "margin_pp", "mde_pp", "outcome_rule", "outcome_baseline", "n_out_rule", "n_out_baseline",
+                        "verdict", "family"]
 
 
-def _vs_momentum_one(frame: pd.DataFrame, value: str, higher_is_better: bool, alpha: float) -> pd.DataFrame:
-    c = stats.compare_to_reference(frame, value=value, within="lr", group="rule",
-                                   reference="momentum", higher_is_better=higher_is_better, alpha=alpha)
-    c["holm_p"] = stats.holm(c["t_p"])              # Holm over all rules x lrs of this metric
-    c["distinguishable"] = c["holm_p"] < alpha
-    good = (c.mean_diff > 0) if higher_is_better else (c.mean_diff < 0)
-    c["verdict"] = np.where(c.n < 2, "n/a", np.where(c.distinguishable, np.where(good, "better", "worse"),
-                                                      "indistinguishable"))
-    return c.assign(metric=value)
-
-
-def vs_momentum(runs: pd.DataFrame, alpha: float) -> pd.DataFrame:
-    """Every rule in ``runs`` against Momentum, paired over seeds, at each lr: final test
-    accuracy (higher is better) and final training loss (lower is better). Holm's correction
-    runs over all rules x lrs of one metric. Columns: :data:`VS_MOMENTUM_COLUMNS`."""
-    comp = pd.concat([_vs_momentum_one(runs, "test_acc", True, alpha),
-                      _vs_momentum_one(runs, "train_loss", False, alpha)], ignore_index=True)
-    return comp[VS_MOMENTUM_COLUMNS]
+def vs_baselines(table: pd.DataFrame) -> pd.DataFrame:
+    """A :func:`optreport.analysis.compare.compare` table of novel rule (``a``) vs baseline (``b``)
+    pairs, in the report's words: columns :data:`VS_BASELINES_COLUMNS` (``baseline``: ``sgd``,
+    ``momentum`` or ``momentum (matched)``; differences rule − baseline in pp)."""
+    t = table.rename(columns={"a": "rule", "lr_a": "lr", "b": "baseline", "lr_b": "baseline_lr",
+                              "mean_a": "mean_rule", "mean_b": "mean_baseline", "outcome_a": "outcome_rule",
+                              "outcome_b": "outcome_baseline", "n_out_a": "n_out_rule", "n_out_b": "n_out_baseline"})
+    return t[VS_BASELINES_COLUMNS].reset_index(drop=True)
 
 
 def ablation_variant(row) -> str:
@@ -92,34 +142,19 @@ def ablation_variant(row) -> str:
     return "default (per=row, C=1.8)"
 
 
-def ablations(main: pd.DataFrame, abl: pd.DataFrame, alpha: float) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Notebook 03's ablations: ``(table, comparisons)``.
-
-    ``table``: :func:`optreport.analysis.stats.sweep_table` per variant ("rule: variant") and lr,
-    over the default Gravity and Cosine runs of ``main`` and the ablation runs ``abl``.
-    ``comparisons``: each variant against its rule's default at the same lr, paired over seeds;
-    Holm's correction over every ablation (one family)."""
-    both = pd.concat([main[main.rule.isin(["gravity", "cosine"])], abl], ignore_index=True)
-    both["variant"] = both.apply(ablation_variant, axis=1)
-    both["group"] = both.rule + ": " + both.variant
-    rows = []
-    for (_rule, _lr), g in both.groupby(["rule", "lr"]):
-        is_default = g.variant.str.startswith("default")
-        default = g[is_default].group.iloc[0] if is_default.any() else None
-        if default is None or g.group.nunique() < 2:
-            continue
-        c = stats.compare_to_reference(g.assign(rule=g.group), value="test_acc", within="lr", group="rule",
-                                       reference=default, alpha=alpha)
-        rows.append(c)
-    comp = pd.concat(rows, ignore_index=True).rename(columns={"rule": "variant"})
-    comp["holm_p"] = stats.holm(comp["t_p"])
-    comp["distinguishable"] = comp["holm_p"] < alpha      # one family: every ablation
-    comp["verdict"] = np.where(comp.n < 2, "n/a", np.where(comp.holm_p < alpha,
-                               np.where(comp.mean_diff > 0, "better", "worse"), "indistinguishable"))
-    return stats.sweep_table(both, by=("group", "lr")), comp
+def ablation_family(abl: pd.DataFrame, metric: str) -> Family:
+    """Notebook 03's ablations as one family: each variant (a run of ``abl``, rows of run_outcomes)
+    against its rule's default at the same lr."""
+    pairs = {}
+    for _, r in abl.iterrows():
+        extra = tuple(sorted((k, v) for k, v in json.loads(r["hparams"]).items() if k != "lr"))
+        a = Arm(r["rule"], float(r["lr"]), extra, label=f"{r['rule']}: {ablation_variant(r)}")
+        pairs.setdefault((a.rule, a.lr, extra), Pair(a, Arm(r["rule"], float(r["lr"]),
+                                                            label=f"{r['rule']}: default")))
+    return Family("ablations vs default", tuple(pairs.values()), metric)
 
 
-# ----------------------------------------------------------------------------- notebook 04
+# # ----------------------------------------------------------------------------- notebook 04
 STEP_COST_COLUMNS = ["rule", "model", "batch_size", "step_us", "fwd_bwd_us", "step_share",
                      "step_vs_sgd", "state_bytes_per_param", "repeats", "inner", "threads"]
 
@@ -160,12 +195,14 @@ def time_to_target(at_best: pd.DataFrame, targets, rules, n_boot: int) -> pd.Dat
 
 def seed004(run_times: pd.DataFrame, epochs: int) -> pd.DataFrame:
     """Seed 004's table per rule and lr from :func:`optreport.analysis.costs.run_times`: seeds,
-    mean final test accuracy with its 95% t CI, seconds per epoch, total seconds, step share."""
+    mean final test accuracy with its 95% t CI (kept in [0, 1]), seconds per epoch, total seconds,
+    step share."""
     table = (run_times.groupby(["rule", "lr"], sort=False)
              .apply(lambda g: pd.Series({
                  "n_seeds": len(g),
                  "test_acc": g["test_acc"].mean(),
-                 "acc_ci_lo": stats.mean_ci(g["test_acc"])[1], "acc_ci_hi": stats.mean_ci(g["test_acc"])[2],
+                 "acc_ci_lo": costs.range_ci(g["test_acc"], "test_acc")[1],
+                 "acc_ci_hi": costs.range_ci(g["test_acc"], "test_acc")[2],
                  "sec_per_epoch": g["sec_per_epoch"].mean(), "total_s": g["total_s"].mean(),
                  "step_share": g["step_share"].mean()}), include_groups=False)
              .reset_index())
@@ -174,16 +211,97 @@ def seed004(run_times: pd.DataFrame, epochs: int) -> pd.DataFrame:
 
 
 # ----------------------------------------------------------------------------- notebook 05
-def imitation(variants: dict, acc: dict, base: str) -> pd.DataFrame:
+def imitation(variants: dict, acc: dict, base: str, comparison: pd.DataFrame | None = None) -> pd.DataFrame:
     """Notebook 05's inclusion re-training: per variant (``variants``: {name: (rule, hparams)},
-    ``acc``: {name: final test accuracy per seed}), the mean test accuracy with its 95% t CI and
-    the paired difference to the ``base`` variant (mean, CI, t-test p; NaN for ``base`` itself)."""
+    ``acc``: {name: final test accuracy per seed}), the mean test accuracy with its 95% t CI (kept in
+    [0, 1]) and the mean paired difference to the ``base`` variant (``diff_vs_momentum``, NaN for
+    ``base`` itself). With ``comparison`` (the ``compare.compare`` table of the variants against
+    ``base``, one row per other variant in ``variants``' order, e.g. of
+    :func:`optreport.analysis.tuning.imitation_family`), each row also gets that comparison's
+    verdict: the variant's outcome, the difference in pp with its Holm-adjusted interval
+    (``diff_lo_pp``, ``diff_hi_pp`` at ``ci_level``), ``p_holm``, ``mde_pp`` and ``verdict``."""
     rows = []
+    others = [n for n in variants if n != base]
+    cmp_rows = dict(zip(others, [r for _, r in comparison.iterrows()])) if comparison is not None else {}
     for name, (_rule, hp) in variants.items():
-        m, lo, hi = stats.mean_ci(acc[name])
-        cmp = stats.paired_comparison(acc[name], acc[base]) if name != base else {}
-        rows.append({"variant": name, "hparams": hparams_text(hp), "n_seeds": len(acc[name]),
-                     "test_acc": m, "ci_lo": lo, "ci_hi": hi,
-                     "diff_vs_momentum": cmp.get("mean_diff", np.nan), "diff_lo": cmp.get("ci_lo", np.nan),
-                     "diff_hi": cmp.get("ci_hi", np.nan), "p": cmp.get("t_p", np.nan)})
+        m, lo, hi = costs.range_ci(acc[name], "test_acc")
+        diff = float(np.nanmean(np.asarray(acc[name], float) - np.asarray(acc[base], float))) \
+            if name != base else np.nan
+        row = {"variant": name, "hparams": hparams_text(hp), "n_seeds": len(acc[name]),
+               "test_acc": m, "ci_lo": lo, "ci_hi": hi, "diff_vs_momentum": diff}
+        if comparison is not None:
+            c = cmp_rows.get(name)
+            base_out = comparison["outcome_b"].iloc[0] if len(comparison) else ""
+            row.update(outcome=c["outcome_a"] if c is not None else base_out,
+                       diff_pp=c["diff_pp"] if c is not None else np.nan,
+                       diff_lo_pp=c["ci_lo_pp"] if c is not None else np.nan,
+                       diff_hi_pp=c["ci_hi_pp"] if c is not None else np.nan,
+                       ci_level=c["ci_level"] if c is not None else np.nan,
+                       p_holm=c["p_holm"] if c is not None else np.nan,
+                       mde_pp=c["mde_pp"] if c is not None else np.nan,
+                       verdict=c["verdict"] if c is not None else "(baseline)")
+        rows.append(row)
     return pd.DataFrame(rows)
+
+
+# ----------------------------------------------------------------------------- notebook 06
+OVERFITTING_COLUMNS = ["rule", "schedule", "lr", "n_seeds", "outcome", "final_epoch", "train_acc", "test_acc",
+                       "gap_pp", "gap_lo_pp", "gap_hi_pp", "val_epoch"]
+
+
+def overfitting(runs: pd.DataFrame, df: pd.DataFrame) -> pd.DataFrame:
+    """Per rule and schedule at the last epoch: mean training accuracy, test accuracy and their
+    paired gap in pp (mean and 95% t interval over the runs that trained), and the mean
+    validation-selected epoch (``runs``: run_outcomes of ``df``)."""
+    last = df.sort_values("epoch").groupby("key").tail(1)[["key", "train_acc"]]
+    r = runs.merge(last, on="key", how="left")
+    rows = []
+    for (rule, sch), g in r.groupby(["rule", "schedule"], sort=False):
+        ok = g[g["outcome"] == TRAINED]
+        gap = 100 * (ok["train_acc"] - ok["final_test_acc"])
+        m, lo, hi = mean_ci_in_range(gap, lower=-100.0, upper=100.0)     # a difference of two accuracies, in pp
+        rows.append({"rule": rule, "schedule": sch, "lr": float(g["lr"].iloc[0]), "n_seeds": int(g["seed"].nunique()),
+                     "outcome": outcome_summary(g["outcome"]), "final_epoch": int(g["final_epoch"].max()),
+                     "train_acc": float(ok["train_acc"].mean()) if len(ok) else float("nan"),
+                     "test_acc": float(ok["final_test_acc"].mean()) if len(ok) else float("nan"),
+                     "gap_pp": float(gap.mean()) if len(ok) else float("nan"),
+                     "gap_lo_pp": lo, "gap_hi_pp": hi,
+                     "val_epoch": float(ok["val_epoch"].astype(float).mean()) if len(ok) else float("nan")})
+    return catalogue_order(pd.DataFrame(rows, columns=OVERFITTING_COLUMNS), ("rule", "schedule"))
+
+
+# ----------------------------------------------------------------------------- notebook 08
+PUBLISHED_COMPARISON_COLUMNS = ["rule", "epoch", "test_acc", "test_acc_min", "test_acc_max", "n_seeds",
+                                "published_test_acc", "published_min", "published_max", "published_n_seeds",
+                                "source"]
+NO_PUBLISHED = "no published result"
+
+
+def published_comparison(df: pd.DataFrame, published: pd.DataFrame, rules=None) -> pd.DataFrame:
+    """Our per-epoch test accuracy beside the published one (notebook 08's
+    ``results/08_cnn_vs_published.csv``).
+
+    df:        per-epoch rows of :func:`optreport.runs.results.load_results` (one rule = one
+               configuration over seeds).
+    published: :func:`optreport.analysis.published.load_published` (epochs 0..100).
+    rules:     rules to keep, in this order (default: the rules of ``df``, catalogue order).
+    One row per rule and epoch that we trained: ``test_acc`` the mean over seeds (non-finite
+    values of diverged runs left out), its min and max, ``n_seeds``; the published mean, min, max
+    and number of seeds at the same epoch, and ``source`` (the published results folder, or
+    :data:`NO_PUBLISHED` for a rule without published numbers). Columns:
+    :data:`PUBLISHED_COMPARISON_COLUMNS`."""
+    d = df[np.isfinite(df["test_acc"].astype(float))] if len(df) else df
+    ours = d.groupby(["rule", "epoch"])["test_acc"].agg(["mean", "min", "max", "count"]).reset_index()
+    ours = ours.rename(columns={"mean": "test_acc", "min": "test_acc_min", "max": "test_acc_max", "count": "n_seeds"})
+    pub = published.rename(columns={"n_seeds": "published_n_seeds"})[
+        ["rule", "epoch", "published_test_acc", "published_min", "published_max", "published_n_seeds", "source"]]
+    out = ours.merge(pub, on=["rule", "epoch"], how="left")
+    out["source"] = out["source"].fillna(NO_PUBLISHED)
+    out["published_n_seeds"] = out["published_n_seeds"].astype("Int64")
+    if rules is None:
+        order = {r: i for i, r in enumerate(OPTIMIZERS)}
+        rules = sorted(out["rule"].unique(), key=lambda r: order.get(r, len(order)))
+    out = out[out["rule"].isin(list(rules))]
+    out["_r"] = out["rule"].map({r: i for i, r in enumerate(rules)})
+    out = out.sort_values(["_r", "epoch"], kind="stable").drop(columns="_r").reset_index(drop=True)
+    return out[PUBLISHED_COMPARISON_COLUMNS]

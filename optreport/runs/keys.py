@@ -3,7 +3,7 @@
 A run's key is the hash of everything that changes its numbers:
 
 * the configuration (:class:`RunConfig`: model, rule, hyper-parameters, seed, epochs, batch
-  size, validation split, training-subset size, lr schedule, step cap);
+  size, validation split, training-subset size, lr schedule, step cap, data protocol);
 * how it is executed: torch threads, the compiled update step, flushing of subnormal floats,
   the execution mode;
 * the code: an explicit integer version of the update rule (``optimizers.<Rule>.version``), of
@@ -14,6 +14,11 @@ Versions are explicit rather than hashes of source code, so a refactor that keep
 keeps every stored run, and a change that alters them bumps exactly one version and re-runs
 exactly the runs it affects. tests/test_golden.py holds a short golden trajectory per rule,
 model, trainer and data pipeline and fails when behaviour changes without a version bump.
+
+A field added after runs were stored enters the key only when it differs from its default, so
+every earlier run keeps its key: ``data_protocol`` ("report", the default, is not hashed;
+"deepobs" is, with the deepobs pipeline's own version ``versions["data_deepobs"]``).
+tests/test_run_keys_stable.py recomputes the key of every stored run from its stored config.
 """
 from __future__ import annotations
 
@@ -26,13 +31,16 @@ import numpy as np
 import torch
 
 import optimizers
-from optreport.engine.data import DATA_VERSION, TRAIN_SIZE
+from optreport.engine.data import DATA_VERSION, DEEPOBS_DATA_VERSION, DEEPOBS_VAL_SIZE, PROTOCOLS, TRAIN_SIZE
 from optreport.engine.models import MODEL_VERSIONS, MODELS
 from optreport.engine.train import SCHEDULES, TRAINER_VERSION
 
-__all__ = ["RunConfig", "code_versions", "canonical", "validate", "MODES"]
+__all__ = ["RunConfig", "code_versions", "canonical", "validate", "MODES", "DEFAULT_ONLY_IF_SET"]
 
 MODES = ("single",)      # execution modes of the trainer (one model per process)
+#: fields hashed only when they differ from this value (added after runs were stored: the keys
+#: of those runs must not change)
+DEFAULT_ONLY_IF_SET = {"data_protocol": "report"}
 
 
 def canonical(v):
@@ -79,6 +87,7 @@ class RunConfig:
     compile_step: bool = True        # the rule's compiled update step
     flush_denormal: bool = True      # subnormal floats flushed to zero while training
     mode: str = "single"             # execution mode (see MODES)
+    data_protocol: str = "report"    # data protocol: report | deepobs (engine.data; keyed if not report)
 
     def __hash__(self):
         return hash(self.key)
@@ -93,8 +102,17 @@ class RunConfig:
         return self.hparams.get("lr")
 
     def keyed(self) -> dict:
-        """The configuration with the code versions: exactly what the key hashes."""
-        return {**self.as_dict(), "versions": code_versions(self.rule, self.model)}
+        """The configuration with the code versions: exactly what the key hashes. A field of
+        :data:`DEFAULT_ONLY_IF_SET` at its default is left out (the keys of runs stored before it
+        existed stay the same); the deepobs data protocol adds its pipeline's version."""
+        d = self.as_dict()
+        for name, default in DEFAULT_ONLY_IF_SET.items():
+            if d[name] == default:
+                del d[name]
+        versions = code_versions(self.rule, self.model)
+        if self.data_protocol == "deepobs":
+            versions["data_deepobs"] = DEEPOBS_DATA_VERSION
+        return {**d, "versions": versions}
 
     @property
     def key(self) -> str:
@@ -111,7 +129,8 @@ class RunConfig:
         return dict(model=self.model, rule=self.rule, hparams=dict(self.hparams), epochs=self.epochs,
                     batch_size=self.batch_size, seed=self.seed, max_steps=self.max_steps,
                     threads=self.threads, compile_step=self.compile_step,
-                    flush_denormal=self.flush_denormal, schedule=self.schedule, n_train=self.n_train)
+                    flush_denormal=self.flush_denormal, schedule=self.schedule, n_train=self.n_train,
+                    data_protocol=self.data_protocol)
 
 
 def _int(name, v, lo, hi=None, *, optional=False):
@@ -143,6 +162,16 @@ def validate(cfg: RunConfig) -> None:
         raise ValueError(f"Invalid schedule: {cfg.schedule!r} (choose from {', '.join(SCHEDULES)})")
     if cfg.mode not in MODES:
         raise ValueError(f"Invalid mode: {cfg.mode!r} (choose from {', '.join(MODES)})")
+    if cfg.data_protocol not in PROTOCOLS:
+        raise ValueError(f"Invalid data_protocol: {cfg.data_protocol!r} (choose from {', '.join(PROTOCOLS)})")
+    if cfg.data_protocol == "deepobs":
+        # DeepOBS's split is fixed (the first 10,000 training images): nothing else to choose
+        if cfg.val_size != DEEPOBS_VAL_SIZE:
+            raise ValueError(f"Invalid val_size: {cfg.val_size!r} (the deepobs data protocol holds out the first "
+                             f"{DEEPOBS_VAL_SIZE} training images: val_size must be {DEEPOBS_VAL_SIZE})")
+        if cfg.split_seed != 0:
+            raise ValueError(f"Invalid split_seed: {cfg.split_seed!r} (the deepobs data protocol's split is not "
+                             "random: split_seed must be 0)")
     for name in ("compile_step", "flush_denormal"):
         if not isinstance(getattr(cfg, name), bool):
             raise ValueError(f"Invalid {name}: {getattr(cfg, name)!r} (must be true or false)")

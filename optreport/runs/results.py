@@ -126,7 +126,8 @@ def load_results(configs=None, runs_dir=RUNS_DIR) -> pd.DataFrame:
     every stored run).
 
     Columns: key, model, rule, lr, seed, epochs, batch_size, val_size, n_train, schedule,
-    hparams (JSON string), one column per hyper-parameter, epoch, train_loss, train_acc,
+    data_protocol ("report" for runs stored without one), hparams (JSON string), one column per
+    hyper-parameter, epoch, train_loss, train_acc,
     val_loss, val_acc, test_loss, test_acc, train_seconds, step_seconds, eval_seconds, diverged,
     diverged_epoch. Unfinished runs are absent."""
     rows, hp_names = [], set()
@@ -137,13 +138,13 @@ def load_results(configs=None, runs_dir=RUNS_DIR) -> pd.DataFrame:
         base = dict(key=key, model=cfg["model"], rule=cfg["rule"], lr=hp.get("lr"), seed=cfg["seed"],
                     epochs=cfg["epochs"], batch_size=cfg["batch_size"], val_size=cfg["val_size"],
                     n_train=cfg.get("n_train"), schedule=cfg.get("schedule", "constant"),
-                    hparams=json.dumps(hp, sort_keys=True),
+                    data_protocol=cfg.get("data_protocol", "report"), hparams=json.dumps(hp, sort_keys=True),
                     **{f"hp_{k}": v for k, v in hp.items()})
         for ep in rec["epochs"]:
             rows.append({**base, **{c: ep.get(c) for c in EPOCH_COLS},
                          "diverged": rec["diverged"], "diverged_epoch": rec["diverged_epoch"]})
     cols = (["key", "model", "rule", "lr", "seed", "epochs", "batch_size", "val_size", "n_train",
-             "schedule", "hparams"] + sorted(f"hp_{n}" for n in hp_names - {"lr"}) + EPOCH_COLS
+             "schedule", "data_protocol", "hparams"] + sorted(f"hp_{n}" for n in hp_names - {"lr"}) + EPOCH_COLS
             + ["diverged", "diverged_epoch"])
     df = pd.DataFrame(rows, columns=cols)
     df = df.rename(columns={c: c[3:] for c in df.columns if c.startswith("hp_")})

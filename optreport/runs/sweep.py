@@ -36,18 +36,19 @@ from pathlib import Path
 import pandas as pd
 from tqdm.auto import tqdm
 
-from optreport.engine.data import CorruptDataError, DataNotFoundError, load_fashion_mnist
+from optreport.engine.data import DEEPOBS_VAL_SIZE, CorruptDataError, DataNotFoundError, load_fashion_mnist
 from optreport.engine.train import train
 from optreport.runs import engine, results
 from optreport.runs.keys import RunConfig, validate
 from optreport.runs.results import load_results, load_step_losses  # noqa: F401 -- re-exported for notebooks
 
-__all__ = ["grid", "run_grid", "run_worker", "validate_all", "DEFAULT_STORAGE", "main", "WorkerSummary",
-           "RunConfig", "load_results", "load_step_losses"]
+__all__ = ["grid", "run_grid", "run_worker", "validate_all", "load_data", "data_fits", "DEFAULT_STORAGE", "main",
+           "WorkerSummary", "RunConfig", "load_results", "load_step_losses"]
 
 REPO = Path(__file__).resolve().parents[2]
 #: the queue of runs to do (not committed: finished runs live in results/runs/)
 DEFAULT_STORAGE = f"sqlite:///{REPO / 'build' / 'runs.optuna.sqlite3'}"
+MANIFEST_ENV = "OPTREPORT_MANIFEST"   # a file run_grid appends the keys it is asked for to (set by the report job)
 RUN_LOG_ENV = "SWEEP_RUN_LOG"   # if set: a file to which workers append "start KEY" / "done KEY"
 
 
@@ -166,8 +167,8 @@ def run_worker(configs, storage=DEFAULT_STORAGE, *, runs_dir=results.RUNS_DIR, d
         _log("start", key)
         try:
             with q.heartbeat(trial._trial_id):
-                if data is None or len(data.val_y) != cfg.val_size:
-                    data = load_fashion_mnist(data_dir, val_size=cfg.val_size, split_seed=cfg.split_seed)
+                if not data_fits(data, cfg):
+                    data = load_data(cfg, data_dir)
                 rec = train(data=data, **cfg.train_kwargs())
                 rec["config"].update(key=key, versions=cfg.keyed()["versions"], val_size=cfg.val_size,
                                      split_seed=cfg.split_seed, worker=trial.user_attrs.get("worker", {}).get("host"))
@@ -192,6 +193,24 @@ def run_worker(configs, storage=DEFAULT_STORAGE, *, runs_dir=results.RUNS_DIR, d
         if bar is not None:
             bar.update(1)
     return summary
+
+
+def load_data(cfg: RunConfig, data_dir=None):
+    """The Fashion-MNIST splits run ``cfg`` trains on (its data protocol, validation split and,
+    for the deepobs protocol, its batch size)."""
+    if cfg.data_protocol == "deepobs":
+        return load_fashion_mnist(data_dir, val_size=cfg.val_size, protocol="deepobs", batch_size=cfg.batch_size)
+    return load_fashion_mnist(data_dir, val_size=cfg.val_size, split_seed=cfg.split_seed)
+
+
+def data_fits(data, cfg: RunConfig) -> bool:
+    """Whether in-memory ``data`` can serve run ``cfg`` (same protocol; report: a validation split of
+    ``cfg.val_size``; deepobs: cut to whole batches of ``cfg.batch_size``)."""
+    if data is None or getattr(data, "protocol", "report") != cfg.data_protocol:
+        return False
+    if cfg.data_protocol == "deepobs":
+        return data.batch_size == cfg.batch_size
+    return len(data.val_y) == cfg.val_size
 
 
 def _pending(q: engine.Queue, keys) -> bool:
@@ -239,6 +258,10 @@ def run_grid(configs, *, storage=DEFAULT_STORAGE, runs_dir=results.RUNS_DIR, wor
     Raises RuntimeError naming the runs that failed after their retries.
     """
     configs = validate_all(configs)
+    manifest = os.environ.get(MANIFEST_ENV)
+    if manifest:          # the report's job records which runs each notebook reads (README's cost table)
+        with open(manifest, "a") as fh:
+            fh.writelines(f"{c.key}\n" for c in configs)
     local = set() if force else results.stored_keys(runs_dir)
     todo = [c for c in configs if c.key not in local]
     if todo:
@@ -332,12 +355,15 @@ def _grid_args(p):
     p.add_argument("--epochs", type=int, required=True)
     p.add_argument("--model", type=_csv(str), default=["mlp"], help="mlp, cnn, small_mlp (comma-separated)")
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--val-size", type=int, default=5000)
+    p.add_argument("--val-size", type=int, default=None,
+                   help="validation images (default 5000; 10000 with --data-protocol deepobs)")
     p.add_argument("--split-seed", type=int, default=0)
     p.add_argument("--max-steps", type=int, default=None)
     p.add_argument("--n-train", type=int, default=None, help="train on a nested subset of this size")
     p.add_argument("--schedule", default="constant", help="constant or cosine")
     p.add_argument("--threads", type=int, default=1, help="torch threads per run (part of the run's key)")
+    p.add_argument("--data-protocol", default="report",
+                   help="report (default) or deepobs (DeepOBS's fmnist split and scaling; needs --val-size 10000)")
     p.add_argument("--hparam", action="append", default=[], metavar="[RULE:]K=V[,V...]",
                    help="extra hyper-parameter for every rule, or RULE:K=V for one; values separated by "
                         "commas outside brackets are swept: betas=[0.9,0.999] is one value (repeatable)")
@@ -347,6 +373,12 @@ def _grid_args(p):
     p.add_argument("--runs-dir", default=str(results.RUNS_DIR),
                    help="folder of finished runs (default results/runs); 'none' on a machine without it")
     p.add_argument("--data-dir", default=None, help="folder with the Fashion-MNIST IDX files")
+
+
+def _val_size(a) -> int:
+    if a.val_size is not None:
+        return a.val_size
+    return DEEPOBS_VAL_SIZE if getattr(a, "data_protocol", "report") == "deepobs" else 5000
 
 
 def _configs_from_args(a) -> list[RunConfig]:
@@ -362,8 +394,9 @@ def _configs_from_args(a) -> list[RunConfig]:
         for r in ([target] if target else a.rules):
             extra.setdefault(r, {})[k] = vals        # a list: the values swept (one list value stays one)
     return grid(a.rules, a.lrs, a.seeds, model=a.model, epochs=a.epochs, hparams=extra,
-                batch_size=a.batch_size, val_size=a.val_size, split_seed=a.split_seed,
-                max_steps=a.max_steps, n_train=a.n_train, schedule=a.schedule, threads=a.threads)
+                batch_size=a.batch_size, val_size=_val_size(a), split_seed=a.split_seed,
+                max_steps=a.max_steps, n_train=a.n_train, schedule=a.schedule, threads=a.threads,
+                data_protocol=getattr(a, "data_protocol", "report"))
 
 
 def _status(a) -> int:
@@ -434,7 +467,7 @@ def main(argv=None) -> int:
         return 2
     runs_dir = None if a.runs_dir.lower() == "none" else a.runs_dir
     try:
-        load_fashion_mnist(a.data_dir, val_size=configs[0].val_size, split_seed=configs[0].split_seed)
+        load_data(configs[0], a.data_dir)
         if a.cmd == "worker":
             s = run_worker(configs, a.store, runs_dir=runs_dir, data_dir=a.data_dir, wait=not a.no_wait,
                            poll=a.poll, max_retry=a.max_retry, heartbeat_interval=a.heartbeat_interval,

@@ -1,0 +1,467 @@
+"""Model-epochs per core-second of every update rule as the report runs them, against the GEMM bound.
+
+    python benchmarks/bench_throughput.py                 # one full epoch per rule and worker
+    python benchmarks/bench_throughput.py --quick         # 60 timed steps + one evaluation per rule
+    python benchmarks/bench_throughput.py --rules sgd,adam --workers 2 --csv results/bench_throughput.csv
+
+What is measured is what the report's sweep does: one worker process per core (multiprocessing
+'spawn'), one torch thread each, each worker training with the real trainer
+(``optreport.engine.train.train``: the rule's compiled step, denormals flushed, the MLP at batch
+64) and evaluating validation (5,000) and test (10,000) images after the epoch, as the trainer
+does after every epoch. All workers train the same rule at the same time (a barrier lines them
+up), so each competes with the others for memory bandwidth and caches as in the sweep. Before
+its timed run each worker trains a few warm-up steps of the rule (not timed: the compiled step
+compiles on its first call, and the autograd/allocator caches fill), evaluated on a few images
+only.
+
+    seconds per epoch  = train_seconds / steps_timed * steps_per_epoch + eval_seconds
+    model-epochs per core-second = workers / sum over workers of seconds per epoch
+                                   (a worker is one thread on one core)
+
+With ``--quick`` only ``--steps`` (default 60) steps are timed and scaled to the epoch's 860;
+the evaluation is always the full one (its time is not scaled). Without ``--quick`` the whole
+epoch is timed. Per-run set-up (building the model and optimizer, compiling the step, loading
+the data) is excluded: it is paid once per run or process, not per epoch.
+
+The GEMM bound is measured in the same run, in the same workers (concurrently, one thread
+each): every matrix multiply one epoch of the report performs, from the model's own Linear
+shapes. For y = x W^T a training step does forward x @ W^T, and backward grad_W = g^T @ x and
+grad_x = g @ W (not for the first layer: the input needs no gradient, autograd skips it), at
+batch 64 for the 55,000 training images (859 batches of 64 and one of 24); the evaluation
+does the forward passes over 15,000 images at the trainer's EVAL_BATCH. Each distinct multiply
+is timed with ``torch.mm(a, b, out=c)`` on preallocated operands of the trainer's layouts
+(W^T and g^T as transposed views), repeated in blocks; the median block gives seconds per call.
+
+    GEMM bound = sum over multiplies of calls per epoch * seconds per call   (core-seconds)
+    ratio      = seconds per epoch of a worker (core-seconds per model-epoch) / GEMM bound
+
+The ratio is what the report loses to everything but matrix multiplies (autograd and Python
+per step, the update step, bias/ReLU/loss kernels, batch gathering, allocation); it is >= 1.
+Timings are wall clock: on a machine shared with other processes they move a lot, and load
+inflates the ratios (the GEMM timing, in short blocks, suffers less than a whole epoch).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import datetime
+import math
+import multiprocessing
+import os
+import platform
+import queue as queue_mod
+import statistics
+import sys
+import threading
+import time
+import traceback
+from collections import Counter
+from pathlib import Path
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from optimizers import OPTIMIZERS
+from optreport.engine.data import load_fashion_mnist
+from optreport.engine.models import build_model
+from optreport.engine.train import EVAL_BATCH, train
+
+BATCH = 64                  # the report's batch size
+WARMUP_STEPS = 20           # untimed steps per rule and worker before its timed run
+QUICK_WARMUP = 10           # the same with --quick
+WARMUP_EVAL = 256           # images of the warm-up's evaluation (its time is thrown away)
+QUICK_STEPS = 60            # steps timed per rule with --quick
+BARRIER_TIMEOUT = 1800.0    # s a worker waits for the others before giving up
+LAST_LINE = "max ratio to the GEMM bound: {ratio:.2f} ({rule})"
+
+
+# ----------------------------------------------------------------------------- GEMM bound
+
+@dataclasses.dataclass(frozen=True)
+class GemmOp:
+    """One distinct matrix multiply (m x k) @ (k x n) of an epoch and how often the epoch does it."""
+    phase: str      # "train" or "eval"
+    kind: str       # "fwd" (x @ W^T), "grad_x" (g @ W) or "grad_W" (g^T @ x)
+    layer: int      # 1-based index of the Linear layer
+    m: int
+    k: int
+    n: int
+    count: int      # calls per epoch
+
+    @property
+    def flops(self) -> int:
+        return 2 * self.m * self.k * self.n
+
+    def label(self) -> str:
+        return f"{self.phase:5s} L{self.layer} {self.kind:6s} {self.m}x{self.k} @ {self.k}x{self.n}"
+
+
+def batch_counts(n: int, batch: int) -> Counter:
+    """{batch size: number of batches} when n examples are cut into batches of ``batch`` (the
+    last one smaller, as the trainer does)."""
+    full, rest = divmod(n, batch)
+    out = Counter()
+    if full:
+        out[batch] = full
+    if rest:
+        out[rest] += 1
+    return out
+
+
+def linear_shapes(model: nn.Module) -> list[tuple[int, int]]:
+    """(in_features, out_features) of the model's Linear layers, in order; only Linear models."""
+    if any(isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d)) for m in model.modules()):
+        raise ValueError("the GEMM bound here covers Linear layers only (convolutions are not GEMMs here)")
+    return [(m.in_features, m.out_features) for m in model.modules() if isinstance(m, nn.Linear)]
+
+
+def gemm_ops(layers, n_train: int, eval_sizes=(5000, 10000), batch: int = BATCH,
+             eval_batch: int = EVAL_BATCH) -> list[GemmOp]:
+    """Every matrix multiply of one epoch of training on ``n_train`` examples at ``batch`` plus
+    the evaluation forward passes over each of ``eval_sizes`` at ``eval_batch``.
+
+    layers: (in_features, out_features) per Linear layer. For y = x W^T (x: b x in, W: out x in):
+    forward x @ W^T (b x in @ in x out); backward grad_W = g^T @ x (out x b @ b x in) and, for
+    every layer but the first (its input needs no gradient), grad_x = g @ W (b x out @ out x in)."""
+    ops = []
+    for b, c in sorted(batch_counts(n_train, batch).items(), reverse=True):
+        for i, (fin, fout) in enumerate(layers, 1):
+            ops.append(GemmOp("train", "fwd", i, b, fin, fout, c))
+            if i > 1:
+                ops.append(GemmOp("train", "grad_x", i, b, fout, fin, c))
+            ops.append(GemmOp("train", "grad_W", i, fout, b, fin, c))
+    ev = Counter()
+    for n in eval_sizes:
+        ev.update(batch_counts(n, eval_batch))
+    for b, c in sorted(ev.items(), reverse=True):
+        for i, (fin, fout) in enumerate(layers, 1):
+            ops.append(GemmOp("eval", "fwd", i, b, fin, fout, c))
+    return ops
+
+
+def _operands(op: GemmOp, gen: torch.Generator):
+    """a, b, out of ``op`` in the layouts autograd uses: W^T and g^T are transposed views."""
+    def r(*shape):
+        return torch.randn(*shape, generator=gen)
+    if op.kind == "fwd":               # x (m x k) @ W^T, W stored (n x k)
+        a, b = r(op.m, op.k), r(op.n, op.k).t()
+    elif op.kind == "grad_x":          # g (m x k) @ W, W stored (k x n)
+        a, b = r(op.m, op.k), r(op.k, op.n)
+    else:                              # g^T, g stored (k x m), @ x (k x n)
+        a, b = r(op.k, op.m).t(), r(op.k, op.n)
+    return a, b, torch.empty(op.m, op.n)
+
+
+def time_gemm(op: GemmOp, reps: int = 7, block_seconds: float = 0.02, seed: int = 0) -> float:
+    """Seconds per call of ``torch.mm(a, b, out=c)`` for ``op``: calls in blocks of at least
+    ``block_seconds``, median over ``reps`` blocks (the current torch thread count)."""
+    a, b, c = _operands(op, torch.Generator().manual_seed(seed))
+    for _ in range(3):
+        torch.mm(a, b, out=c)
+    calls, dt = 1, 0.0
+    while True:                        # calibrate: calls per block
+        t = time.perf_counter()
+        for _ in range(calls):
+            torch.mm(a, b, out=c)
+        dt = time.perf_counter() - t
+        if dt >= block_seconds or calls >= 1 << 16:
+            break
+        calls = max(calls * 2, int(calls * block_seconds / max(dt, 1e-7) * 1.2))
+    times = [dt / calls]
+    for _ in range(reps - 1):
+        t = time.perf_counter()
+        for _ in range(calls):
+            torch.mm(a, b, out=c)
+        times.append((time.perf_counter() - t) / calls)
+    return statistics.median(times)
+
+
+def gemm_bound(ops, reps: int = 7, block_seconds: float = 0.02) -> dict:
+    """Time every op (see time_gemm) with one torch thread; returns {"seconds": core-seconds of
+    one epoch's multiplies, "ops": [(op, seconds per call), ...]}."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        timed = [(op, time_gemm(op, reps, block_seconds, seed=j)) for j, op in enumerate(ops)]
+    finally:
+        torch.set_num_threads(old)
+    return {"seconds": sum(op.count * t for op, t in timed), "ops": timed}
+
+
+# ----------------------------------------------------------------------------- one rule
+
+def _small_eval(data, n: int = WARMUP_EVAL):
+    """``data`` with validation and test cut to ``n`` images (for the untimed warm-up)."""
+    return dataclasses.replace(data, val_x=data.val_x[:n], val_y=data.val_y[:n],
+                               test_x=data.test_x[:n], test_y=data.test_y[:n])
+
+
+def warm_up(rule: str, data, steps: int = WARMUP_STEPS, hparams: dict | None = None, seed: int = 0) -> float:
+    """Untimed: ``steps`` steps of ``rule`` with the trainer (compiles the rule's step in this
+    process); returns the seconds it took."""
+    t = time.perf_counter()
+    train("mlp", rule, hparams or {}, data=_small_eval(data), epochs=1, batch_size=BATCH, seed=seed,
+          max_steps=steps, threads=1, compile_step=True, flush_denormal=True)
+    return time.perf_counter() - t
+
+
+def measure_rule(rule: str, data, steps: int | None = None, hparams: dict | None = None, seed: int = 0) -> dict:
+    """One timed run of the real trainer: ``steps`` steps (None: the whole epoch) and the
+    evaluation the trainer does after the epoch, one thread. Returns the record's timings and
+    the seconds of one epoch (the steps' time scaled to the epoch's steps, plus the evaluation)."""
+    rec = train("mlp", rule, hparams or {}, data=data, epochs=1, batch_size=BATCH, seed=seed,
+                max_steps=steps, threads=1, compile_step=True, flush_denormal=True)
+    e = rec["epochs"][0]
+    if not rec["config"].get("compiled_step", False):
+        raise RuntimeError(f"{rule}: the trainer did not use a compiled step")
+    spe = math.ceil(len(data.train_y) / BATCH)
+    scale = spe / e["steps"]
+    return dict(rule=rule, steps_timed=e["steps"], steps_per_epoch=spe,
+                train_seconds=e["train_seconds"] * scale, step_seconds=e["step_seconds"] * scale,
+                eval_seconds=e["eval_seconds"], epoch_seconds=e["train_seconds"] * scale + e["eval_seconds"],
+                diverged=rec["diverged"])
+
+
+# ----------------------------------------------------------------------------- workers
+
+def worker_main(wid: int, opts: dict, barrier, out) -> None:
+    """One worker: load the data, time the GEMM bound, then each rule (warm-up, barrier, timed
+    run), sending ("ready"|"gemm"|"rule"|"done"|"error", wid, payload) messages to ``out``."""
+    try:
+        # torch.compile in-process (no pool of compile subprocesses per worker): the same kernels,
+        # a faster first compile (~6 s instead of ~9 s here) and nothing left running beside the timing
+        os.environ.setdefault("TORCHINDUCTOR_COMPILE_THREADS", "1")
+        torch.set_num_threads(1)
+        kw = {} if opts.get("val_size") is None else {"val_size": opts["val_size"]}
+        data = load_fashion_mnist(opts.get("data_dir"), **kw)
+        layers = linear_shapes(build_model("mlp", 0))
+        ops = gemm_ops(layers, len(data.train_y), (len(data.val_y), len(data.test_y)))
+        out.put(("ready", wid, dict(n_train=len(data.train_y), n_val=len(data.val_y), n_test=len(data.test_y),
+                                    source=data.source, threads=torch.get_num_threads())))
+        barrier.wait(BARRIER_TIMEOUT)
+        g = gemm_bound(ops, opts["gemm_reps"], opts["gemm_block"])
+        out.put(("gemm", wid, [(dataclasses.asdict(op), t) for op, t in g["ops"]]))
+        for rule in opts["rules"]:
+            warm = warm_up(rule, data, opts["warmup"], seed=wid)
+            barrier.wait(BARRIER_TIMEOUT)
+            res = measure_rule(rule, data, opts["steps"], seed=wid)
+            res.update(worker=wid, warmup_seconds=warm)
+            out.put(("rule", wid, res))
+        out.put(("done", wid, None))
+    except BaseException:
+        out.put(("error", wid, traceback.format_exc()))
+        barrier.abort()
+        raise
+
+
+def run_workers(opts: dict, workers: int, bar=None) -> dict:
+    """Start ``workers`` spawned processes running worker_main; collect their messages.
+    Raises RuntimeError if any worker fails or dies."""
+    ctx = multiprocessing.get_context("spawn")
+    barrier, out = ctx.Barrier(workers), ctx.Queue()
+    procs = [ctx.Process(target=worker_main, args=(w, opts, barrier, out)) for w in range(workers)]
+    for p in procs:
+        p.start()
+    ready, gemm, rules, done = {}, {}, [], set()
+    try:
+        while len(done) < workers:
+            try:
+                kind, wid, payload = out.get(timeout=2.0)
+            except queue_mod.Empty:
+                dead = [w for w, p in enumerate(procs) if not p.is_alive() and w not in done]
+                if dead:
+                    raise RuntimeError(f"worker(s) {dead} died (exit codes "
+                                       f"{[procs[w].exitcode for w in dead]}) without reporting") from None
+                continue
+            if kind == "error":
+                raise RuntimeError(f"worker {wid} failed:\n{payload}")
+            if kind == "ready":
+                ready[wid] = payload
+            elif kind == "gemm":
+                gemm[wid] = [(GemmOp(**d), t) for d, t in payload]
+            elif kind == "rule":
+                rules.append(payload)
+            elif kind == "done":
+                done.add(wid)
+            if bar is not None and kind in ("gemm", "rule"):
+                bar.set_postfix_str(f"{payload['rule']} w{wid}" if kind == "rule" else f"GEMMs w{wid}")
+                bar.update(1)
+    finally:
+        for p in procs:         # after "done" a worker has sent everything: do not wait for its exit
+            p.join(timeout=2.0 if len(done) == workers else 0.1)
+            if p.is_alive():
+                p.terminate()
+                p.join(timeout=30)
+    return dict(ready=ready, gemm=gemm, rules=rules)
+
+
+# ----------------------------------------------------------------------------- report
+
+def summarize(raw: dict) -> tuple[dict, list[dict]]:
+    """(bound, rows) from run_workers' output. bound: seconds (mean over workers of each
+    worker's sum), ops [(op, mean seconds per call)], per_worker seconds. rows: per rule."""
+    per_worker = {w: sum(op.count * t for op, t in ops) for w, ops in raw["gemm"].items()}
+    first = next(iter(raw["gemm"].values()))
+    ops = [(op, statistics.fmean(raw["gemm"][w][j][1] for w in raw["gemm"])) for j, (op, _) in enumerate(first)]
+    bound = dict(seconds=statistics.fmean(per_worker.values()), ops=ops, per_worker=per_worker)
+    by_rule: dict[str, list[dict]] = {}
+    for r in raw["rules"]:
+        by_rule.setdefault(r["rule"], []).append(r)
+    rows = []
+    for rule, rs in by_rule.items():
+        total = sum(r["epoch_seconds"] for r in rs)          # core-seconds of len(rs) model-epochs
+        s_epoch = total / len(rs)
+        rows.append(dict(rule=rule, workers=len(rs), s_per_epoch_per_worker=s_epoch,
+                         model_epochs_per_core_second=len(rs) / total, ratio_to_gemm_bound=s_epoch / bound["seconds"],
+                         train_s=statistics.fmean(r["train_seconds"] for r in rs),
+                         step_s=statistics.fmean(r["step_seconds"] for r in rs),
+                         eval_s=statistics.fmean(r["eval_seconds"] for r in rs),
+                         steps_timed=rs[0]["steps_timed"], steps_per_epoch=rs[0]["steps_per_epoch"],
+                         worker_s=[r["epoch_seconds"] for r in sorted(rs, key=lambda r: r["worker"])],
+                         gemm_bound_s=bound["seconds"], diverged=any(r["diverged"] for r in rs)))
+    return bound, rows
+
+
+def bound_lines(bound: dict) -> list[str]:
+    """The GEMM bound and its components, as text lines."""
+    lines = [f"GEMM bound: {bound['seconds']:.3f} core-seconds per epoch (mean over workers: "
+             + ", ".join(f"w{w} {s:.3f}" for w, s in sorted(bound["per_worker"].items())) + ")"]
+    lines.append(f"  {'multiply':36s} {'calls/ep':>8s} {'us/call':>9s} {'GFLOP/s':>8s} {'s/epoch':>8s} {'share':>6s}")
+    groups: Counter = Counter()
+    for op, t in bound["ops"]:
+        s = op.count * t
+        groups[f"{op.phase} {op.kind}"] += s
+        lines.append(f"  {op.label():36s} {op.count:8d} {t * 1e6:9.1f} {op.flops / t / 1e9:8.1f} {s:8.3f} "
+                     f"{s / bound['seconds']:6.1%}")
+    lines.append("  by part: " + ", ".join(f"{k} {v:.3f} s" for k, v in groups.items()))
+    return lines
+
+
+def table_lines(rows: list[dict]) -> list[str]:
+    """Per-rule table; the very last line is LAST_LINE for the rule of the largest ratio."""
+    head = (f"{'rule':10s} {'s/epoch/worker':>14s} {'epochs/core-s':>13s} {'ratio':>6s}   "
+            f"{'train s':>8s} {'step s':>7s} {'eval s':>7s}  per worker s")
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        lines.append(f"{r['rule']:10s} {r['s_per_epoch_per_worker']:14.3f} {r['model_epochs_per_core_second']:13.4f} "
+                     f"{r['ratio_to_gemm_bound']:6.2f}   {r['train_s']:8.3f} {r['step_s']:7.3f} {r['eval_s']:7.3f}  "
+                     + " ".join(f"{s:.3f}" for s in r["worker_s"])
+                     + ("  (diverged)" if r["diverged"] else ""))
+    worst = max(rows, key=lambda r: r["ratio_to_gemm_bound"])
+    low = [r["rule"] for r in rows if r["ratio_to_gemm_bound"] < 1]
+    if low:
+        lines.append(f"warning: ratio below 1 for {', '.join(low)}: the GEMM timing was disturbed (load?)")
+    lines.append(LAST_LINE.format(ratio=worst["ratio_to_gemm_bound"], rule=worst["rule"]))
+    return lines
+
+
+CSV_FIELDS = ["rule", "measured_utc", "machine", "load_average", "workers", "s_per_epoch_per_worker",
+              "model_epochs_per_core_second", "ratio_to_gemm_bound", "train_s", "step_s", "eval_s",
+              "steps_timed", "steps_per_epoch", "gemm_bound_s", "diverged"]
+
+
+def write_csv(path, rows: list[dict]) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=CSV_FIELDS, extrasaction="ignore")
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
+
+
+def parse_args(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true",
+                    help=f"time --steps (default {QUICK_STEPS}) steps per rule, scaled to an epoch, and fewer "
+                         "GEMM repetitions (under 2 minutes on 2 cores)")
+    ap.add_argument("--rules", default=",".join(OPTIMIZERS), help="comma-separated rules (default: all 11)")
+    ap.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                    help="worker processes, one torch thread each (default: one per core)")
+    ap.add_argument("--csv", default=None, help="also write the table to this CSV file")
+    ap.add_argument("--steps", type=int, default=None,
+                    help=f"steps timed per rule and worker (default: the whole epoch; {QUICK_STEPS} with --quick)")
+    ap.add_argument("--warmup", type=int, default=None,
+                    help=f"untimed warm-up steps per rule and worker (default {WARMUP_STEPS}; "
+                         f"{QUICK_WARMUP} with --quick)")
+    ap.add_argument("--data", default=None, help="folder of the IDX files (default: the trainer's search)")
+    ap.add_argument("--val-size", type=int, default=None, help="validation images (default: the trainer's 5000)")
+    a = ap.parse_args(argv)
+    a.rules = [r.strip() for r in a.rules.split(",") if r.strip()]
+    bad = [r for r in a.rules if r not in OPTIMIZERS]
+    if bad or not a.rules:
+        ap.error(f"unknown rule(s) {bad} (choose from {', '.join(OPTIMIZERS)})")
+    if a.workers < 1:
+        ap.error("--workers must be at least 1")
+    if a.steps is None and a.quick:
+        a.steps = QUICK_STEPS
+    if a.warmup is None:
+        a.warmup = QUICK_WARMUP if a.quick else WARMUP_STEPS
+    if a.warmup < 1:
+        ap.error("--warmup must be at least 1 (the compiled step compiles on its first call)")
+    if a.steps is not None and a.steps < 1:
+        ap.error("--steps must be at least 1")
+    return a
+
+
+def main(argv=None) -> int:
+    a = parse_args(argv)
+    opts = dict(rules=a.rules, steps=a.steps, warmup=a.warmup, data_dir=a.data, val_size=a.val_size,
+                gemm_reps=5 if a.quick else 9, gemm_block=0.005 if a.quick else 0.02)
+    cores = os.cpu_count() or 1
+    print(f"bench_throughput: torch {torch.__version__}, {cores} CPUs, load average "
+          f"{os.getloadavg()[0]:.2f} before start (other processes share this machine: ratios inflate with load)",
+          flush=True)
+    if a.workers > cores:
+        print(f"warning: {a.workers} workers on {cores} cores: a worker is counted as one core", flush=True)
+    t0 = time.perf_counter()
+    load = []
+    stop = threading.Event()
+
+    def sample_load():
+        while not stop.wait(5.0):
+            load.append(os.getloadavg()[0])
+    sampler = threading.Thread(target=sample_load, daemon=True)
+    sampler.start()
+    bar = tqdm(total=a.workers * (1 + len(a.rules)), desc="throughput", unit="measurement")
+    try:
+        raw = run_workers(opts, a.workers, bar)
+    except Exception as e:
+        bar.close()
+        print(f"bench_throughput failed: {e}", file=sys.stderr, flush=True)
+        return 1
+    finally:
+        stop.set()
+    bar.close()
+    bound, rows = summarize(raw)
+    info = next(iter(raw["ready"].values()))
+    spe = rows[0]["steps_per_epoch"]
+    timed = f"{a.steps} steps" if a.steps is not None and a.steps < spe else f"the whole epoch ({spe} steps)"
+    print(f"\nmeasured: {a.workers} worker process(es) (spawn) x 1 torch thread each, all training the same rule at "
+          f"the same time; per rule and worker {a.warmup} warm-up steps (untimed, compiles the step), then {timed} "
+          f"timed with optreport.engine.train.train (batch {BATCH}, compiled step, flush_denormal) scaled to an epoch "
+          f"of {spe} steps, plus the trainer's evaluation of {info['n_val']} validation + {info['n_test']} test images "
+          f"(EVAL_BATCH {EVAL_BATCH}); data {info['source']} ({info['n_train']} training images)")
+    print(f"GEMM timing: torch.mm(out=) on preallocated operands, 1 thread per worker, all workers at once, median of "
+          f"{opts['gemm_reps']} blocks of >= {opts['gemm_block'] * 1e3:.0f} ms per multiply")
+    print(f"load average during the run: {statistics.fmean(load) if load else os.getloadavg()[0]:.2f} "
+          f"(on {cores} cores; this benchmark itself adds {a.workers}); wall time {time.perf_counter() - t0:.1f} s\n")
+    for line in bound_lines(bound):
+        print(line)
+    print()
+    if a.csv:
+        stamp = {"measured_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+                 "machine": f"{platform.processor() or platform.machine()}, {cores} CPUs, torch {torch.__version__}",
+                 "load_average": round(statistics.fmean(load) if load else os.getloadavg()[0], 2)}
+        write_csv(a.csv, [{**r, **stamp} for r in rows])
+        print(f"table written to {a.csv}")
+    for line in table_lines(rows):
+        print(line)
+    sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

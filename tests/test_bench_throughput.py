@@ -1,0 +1,129 @@
+"""benchmarks/bench_throughput.py on tiny sizes: the GEMM inventory and bound, one rule's
+measurement with the real trainer on synthetic data, the table's format, and the script end to
+end with one worker. No wall-clock limits: only shapes, counts, consistency and the output format."""
+import csv
+import importlib
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from optreport.engine import data as data_mod
+from optreport.engine.models import build_model, flops_per_example
+from optreport.engine.train import EVAL_BATCH
+
+from conftest import needs_torch_compile
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = REPO / "benchmarks" / "bench_throughput.py"
+if str(SCRIPT.parent) not in sys.path:       # spawned workers import the module by this path too
+    sys.path.insert(0, str(SCRIPT.parent))
+bench = importlib.import_module("bench_throughput")
+
+LAST_LINE = re.compile(r"^max ratio to the GEMM bound: \d+\.\d{2} \((\w+)\)$")
+
+
+@pytest.fixture(scope="module")
+def fixture_dir(tmp_path_factory):
+    return data_mod.write_fixture(tmp_path_factory.mktemp("fmnist"), n_train=1000, n_test=300)
+
+
+def test_gemm_ops_of_the_report_epoch():
+    layers = bench.linear_shapes(build_model("mlp", 0))
+    assert layers == [(784, 512), (512, 512), (512, 10)]
+    ops = bench.gemm_ops(layers, 55_000, (5000, 10_000), batch=64, eval_batch=EVAL_BATCH)
+    train = [op for op in ops if op.phase == "train"]
+    # 859 batches of 64 and one of 24 = 860 steps; 3 forwards, 3 weight grads, 2 input grads each
+    assert sorted({(op.m if op.kind != "grad_W" else op.k, op.count) for op in train}) == [(24, 1), (64, 859)]
+    assert len(train) == 2 * 8
+    assert not any(op.kind == "grad_x" and op.layer == 1 for op in ops)
+    fwd = flops_per_example(build_model("mlp", 0))
+    assert sum(op.flops * op.count for op in train) == (3 * fwd - 2 * 784 * 512) * 55_000
+    ev = [op for op in ops if op.phase == "eval"]
+    assert {op.kind for op in ev} == {"fwd"}
+    assert sum(op.m * op.count for op in ev) == 3 * 15_000      # every eval image through 3 layers
+    assert bench.batch_counts(15, 4) == {4: 3, 3: 1}
+
+
+def test_gemm_bound_on_small_shapes():
+    ops = bench.gemm_ops([(16, 8), (8, 4)], 50, (20,), batch=8, eval_batch=16)
+    b = bench.gemm_bound(ops, reps=2, block_seconds=0.001)
+    assert [op for op, _ in b["ops"]] == ops
+    assert all(t > 0 for _, t in b["ops"])
+    assert b["seconds"] == pytest.approx(sum(op.count * t for op, t in b["ops"]))
+    for op in ops:                                     # operands in the layouts autograd uses
+        a, m, out = bench._operands(op, bench.torch.Generator().manual_seed(0))
+        assert a.shape == (op.m, op.k) and m.shape == (op.k, op.n) and out.shape == (op.m, op.n)
+        assert m.is_contiguous() == (op.kind != "fwd") and a.is_contiguous() == (op.kind != "grad_W")
+
+
+def test_table_format_and_summary():
+    op = bench.GemmOp("train", "fwd", 1, 4, 3, 2, 10)
+    raw = {"gemm": {0: [(op, 0.01)], 1: [(op, 0.03)]},          # bound: mean(0.1, 0.3) = 0.2 s
+           "rules": [dict(rule=r, worker=w, epoch_seconds=s, train_seconds=s - 0.1, step_seconds=0.05,
+                          eval_seconds=0.1, steps_timed=2, steps_per_epoch=13, diverged=False)
+                     for r, s0 in (("sgd", 0.4), ("adam", 1.0)) for w, s in ((0, s0), (1, s0 + 0.2))]}
+    bound, rows = bench.summarize(raw)
+    assert bound["seconds"] == pytest.approx(0.2)
+    sgd, adam = rows
+    assert sgd["s_per_epoch_per_worker"] == pytest.approx(0.5)
+    assert sgd["model_epochs_per_core_second"] == pytest.approx(2 / 1.0)
+    assert adam["ratio_to_gemm_bound"] == pytest.approx(1.1 / 0.2)
+    lines = bench.table_lines(rows)
+    m = LAST_LINE.match(lines[-1])
+    assert m and m.group(1) == "adam" and lines[-1].endswith("5.50 (adam)")
+    assert any(line.startswith("sgd") for line in lines)
+    assert bench.bound_lines(bound)[0].startswith("GEMM bound: 0.200 core-seconds per epoch")
+
+
+def test_write_csv(tmp_path):
+    rows = [dict(rule="sgd", workers=1, s_per_epoch_per_worker=1.0, model_epochs_per_core_second=1.0,
+                 ratio_to_gemm_bound=2.0, train_s=0.9, step_s=0.1, eval_s=0.1, steps_timed=2,
+                 steps_per_epoch=13, gemm_bound_s=0.5, diverged=False, worker_s=[1.0])]
+    bench.write_csv(tmp_path / "sub" / "t.csv", rows)
+    got = list(csv.DictReader(open(tmp_path / "sub" / "t.csv")))
+    assert got[0]["rule"] == "sgd" and float(got[0]["ratio_to_gemm_bound"]) == 2.0
+    assert list(got[0]) == bench.CSV_FIELDS
+
+
+def test_arguments():
+    a = bench.parse_args(["--quick", "--rules", "sgd,adam", "--workers", "1"])
+    assert a.rules == ["sgd", "adam"] and a.steps == bench.QUICK_STEPS and a.warmup == bench.QUICK_WARMUP
+    assert bench.parse_args([]).steps is None                 # the whole epoch
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--rules", "nosuchrule"])
+
+
+def test_measure_rule_with_the_real_trainer(fixture_dir):
+    needs_torch_compile()
+    data = data_mod.load_fashion_mnist(fixture_dir, val_size=200)
+    bench.warm_up("sgd", data, steps=1)
+    r = bench.measure_rule("sgd", data, steps=2)
+    assert r["steps_timed"] == 2 and r["steps_per_epoch"] == 13          # 800 training images / 64
+    assert r["epoch_seconds"] == pytest.approx(r["train_seconds"] + r["eval_seconds"])
+    assert 0 < r["step_seconds"] < r["train_seconds"] and r["eval_seconds"] > 0
+
+
+@pytest.mark.slow
+def test_script_end_to_end_with_one_worker(fixture_dir, tmp_path):
+    needs_torch_compile()
+    out_csv = tmp_path / "t.csv"
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--workers", "1", "--rules", "sgd,momentum", "--steps", "2",
+                           "--warmup", "1", "--data", str(fixture_dir), "--val-size", "200", "--csv", str(out_csv)],
+                          cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    lines = proc.stdout.strip().splitlines()
+    assert LAST_LINE.match(lines[-1]), lines[-1]
+    assert any(line.startswith("GEMM bound:") for line in lines)
+    assert any("1 worker process(es)" in line and "2 steps timed" in line for line in lines)
+    assert [r["rule"] for r in csv.DictReader(open(out_csv))] == ["sgd", "momentum"]
+
+
+@pytest.mark.slow
+def test_script_fails_loudly(tmp_path):
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--workers", "1", "--rules", "sgd", "--steps", "2",
+                           "--data", str(tmp_path)], cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode != 0
+    assert "worker 0 failed" in proc.stderr and "DataNotFoundError" in proc.stderr

@@ -1,0 +1,94 @@
+"""Arms that differ by schedule or training-set size (notebooks 06 and 07), judged by the
+comparisons module."""
+import numpy as np
+import pandas as pd
+import pytest
+from test_verdict_tables import epoch_rows, ok
+
+from optreport.analysis import compare as cmp
+from optreport.analysis import studies
+from optreport.report import readings
+
+
+def schedule_frame():
+    parts = []
+    for sch, shift in (("constant", 0.0), ("cosine", 0.01)):
+        df = epoch_rows({("sgd", 0.1): ok(0.88 + shift, n=5), ("gravity", 0.2): ok(0.87 + shift, n=5, seed=1),
+                         ("adam", 0.001): ok(0.88 + shift, n=5, seed=2)}, epochs=6)
+        df["schedule"] = sch
+        df["key"] = df["key"] + sch
+        parts.append(df)
+    return pd.concat(parts, ignore_index=True)
+
+
+def test_at_epoch_cuts_runs():
+    df = schedule_frame()
+    r3, r6 = studies.at_epoch(df, 3), studies.at_epoch(df, 6)
+    assert (r3.final_epoch == 3).all() and (r6.final_epoch == 6).all()
+    assert (r3.final_test_acc < r6.final_test_acc).all()
+
+
+def test_vs_reference_per_schedule_and_schedule_pairs():
+    runs = studies.tag(studies.at_epoch(schedule_frame(), 6), "schedule")
+    assert set(runs.rule) == {f"{r}/{s}" for r in ("sgd", "gravity", "adam") for s in ("constant", "cosine")}
+    fam = studies.vs_reference(runs, "sgd", "schedule", metric="final")
+    assert len(fam.pairs) == 4 and {p.b.rule for p in fam.pairs} == {"sgd/constant", "sgd/cosine"}
+    t = cmp.compare(runs, fam).set_index("a")
+    assert t.loc["gravity (constant)", "verdict"] == "worse"
+    assert t.loc["gravity (constant)", "lr_a"] == pytest.approx(0.2) and t.loc["adam (cosine)", "lr_a"] == 0.001
+    fam2 = studies.schedule_pairs(runs, "cosine", "constant", metric="final")
+    t2 = cmp.compare(runs, fam2)
+    assert (t2.verdict == "better").all() and np.allclose(t2.diff_pp, 1.0, atol=0.01)
+    fam3 = studies.cross_pairs(runs, [(("gravity", "constant"), ("sgd", "cosine"))], "schedule", metric="final",
+                               name="built-in decay vs explicit schedule")
+    assert cmp.compare(runs, fam3).verdict.iloc[0] == "worse"
+
+
+def test_tag_by_training_set_size():
+    df = epoch_rows({("sgd", 0.1): ok(0.8, n=5), ("cosine", 0.1): ok(0.8, n=5, seed=3)})
+    df["n_train"] = [2037 if s % 2 else None for s in range(len(df))]
+    runs = studies.tag(studies.at_epoch(df.assign(n_train=None), 4), "n_train")
+    assert set(runs.rule) == {"sgd/all data", "cosine/all data"}
+    a = studies.arm(runs, "cosine", "n_train", None)
+    assert a.label == "cosine (all data)" and a.lr == 0.1
+
+
+def _rows(spec):
+    """Comparison rows from [(a, lr_a, b, lr_b, cut/size, diff, verdict)]."""
+    return pd.DataFrame([dict(a=a, lr_a=la, b=b, lr_b=lb, cut=c, n_train_value=c, diff_pp=d, ci_lo_pp=d - 0.3,
+                              ci_hi_pp=d + 0.3, verdict=v, n_seeds=5, outcome_a="trained", outcome_b="trained",
+                              n_out_a=0, n_out_b=0, mde_pp=0.8) for a, la, b, lb, c, d, v in spec])
+
+
+def test_gap_change_and_long_answer():
+    t = _rows([("gravity (constant)", 0.2, "sgd (constant)", 0.1, 15, -1.2, "worse"),
+               ("gravity (constant)", 0.2, "sgd (constant)", 0.1, 100, -0.1, "equivalent"),
+               ("adam (constant)", 0.001, "sgd (constant)", 0.1, 15, 0.2, "inconclusive"),
+               ("adam (constant)", 0.001, "sgd (constant)", 0.1, 100, 0.3, "inconclusive")])
+    text = readings.gap_change(t)
+    assert ("- Gravity at lr 0.2 (constant) vs SGD at lr 0.1 (constant): -1.20 pp, worse at epoch 15 → "
+            "-0.10 pp, equivalent at epoch 100") in text
+    ans = readings.long_answer(t)
+    assert ans.startswith("Between epoch 15 and epoch 100, 1 of 2 comparisons with SGD change verdict: "
+                          "Gravity at lr 0.2 (constant) worse → equivalent")
+    same = t[t.a.str.startswith("adam")]
+    assert readings.long_answer(same).endswith("training 100 epochs instead of 15 does not change the answer.")
+
+
+def test_size_answer_yes_no_and_neither():
+    no = _rows([("cosine (n=2037)", 0.1, "sgd (n=2037)", 0.1, 2037, -0.2, "inconclusive"),
+                ("cosine (all data)", 0.1, "sgd (all data)", 0.1, 50000, -0.9, "worse")])
+    assert readings.size_answer(no).startswith("**No.** With all 50,000 training images the rules already differ")
+    yes = no.assign(verdict=["inconclusive", "inconclusive"])
+    assert readings.size_answer(yes).startswith("**Yes, possibly.**")
+    neither = yes.assign(diff_pp=[-0.9, -0.2])
+    text = readings.size_answer(neither)
+    assert text.startswith("**Not shown either way.**")
+    assert "0.90 pp at 2,037 images, 0.20 pp at 50,000 images" in text
+
+
+def test_gap_change_per_rule_across_sizes():
+    t = _rows([("cosine (n=2037)", 0.1, "sgd (n=2037)", 0.1, 2037, -0.2, "inconclusive"),
+               ("cosine (all data)", 0.1, "sgd (all data)", 0.1, 55000, -0.9, "worse")])
+    text = readings.gap_change(t.assign(images=t.n_train_value, rule="cosine"), by="images", per="rule")
+    assert text == ("- Cosine vs SGD: -0.20 pp, inconclusive at images 2,037 → -0.90 pp, worse at images 55,000")
