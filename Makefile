@@ -8,7 +8,13 @@ DEBIAN_DATA := /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz
 
 .PHONY: report quick test bench data setup system clean-quick
 
-setup: $(VENV)/.installed
+setup: $(VENV)/.installed $(VENV)/etc/jupyter/jupyter_nbconvert_config.json
+
+# plain `jupyter nbconvert --execute` talks to its kernel over a local socket file instead of TCP, so
+# the kernel does not warn about unencrypted TCP on every run
+$(VENV)/etc/jupyter/jupyter_nbconvert_config.json: $(VENV)/.installed
+	mkdir -p $(dir $@)
+	echo '{"KernelManager": {"transport": "ipc"}}' > $@
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	@$(MAKE) --no-print-directory system

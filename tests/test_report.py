@@ -471,3 +471,25 @@ def test_notebook_figures_draw():
     fig = plotting.cosine_cosines_figure(cos)
     assert len(fig.axes) == 3
     plt.close(fig)
+
+
+@pytest.mark.slow
+def test_plain_nbconvert_execute_inplace_prints_no_kernel_warning(tmp_path):
+    """README: a notebook re-executes in place with plain `jupyter nbconvert --execute --inplace`; the
+    venv's config (written by `make setup`) runs the kernel over a socket file, so it does not warn
+    about unencrypted TCP."""
+    cfg = Path(sys.prefix) / "etc" / "jupyter" / "jupyter_nbconvert_config.json"
+    if not cfg.exists():
+        pytest.skip(f"{cfg} missing: created by `make setup`")
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("import optreport\nprint('ok')")])
+    nb.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
+    path = tmp_path / "t.ipynb"
+    nbformat.write(nb, path)
+    jupyter = Path(sys.executable).parent / "jupyter"
+    r = subprocess.run([str(jupyter), "nbconvert", "--to", "notebook", "--execute", "--inplace", str(path)],
+                       capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "TCP without encryption" not in r.stderr + r.stdout
+    out = nbformat.read(path, as_version=4)
+    assert out.cells[0].outputs[0]["text"] == "ok\n"
+    assert not list(tmp_path.glob("kernel-*"))          # no socket files left behind
