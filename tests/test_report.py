@@ -401,10 +401,13 @@ def test_probe_records_gravity_step_size_and_caches(tmp_path):
 @pytest.mark.slow
 def test_readme_headline_is_built_from_the_results(results, quick_report, tmp_path):
     readme = tmp_path / "README.md"
-    readme.write_text(f"# x\n\nbefore\n{report.README_START}\nstale\n{report.README_END}\nafter\n")
+    readme.write_text(f"# x\n\nbefore\n{report.README_START}\nstale\n{report.README_END}\nmid\n"
+                      f"{report.COST_START}\nold\n{report.COST_END}\nafter\n")
     assert report.update_readme(results, Path(quick_report) / "img", readme)
     text = readme.read_text()
     assert "stale" not in text and text.startswith("# x\n\nbefore\n") and text.endswith("after\n")
+    cost = text.split(report.COST_START)[1].split(report.COST_END)[0]
+    assert "old" not in cost and "| 02_lr_sweep |" in cost and "| total |" in cost     # quick run's manifests
     block = text.split(report.README_START)[1].split(report.README_END)[0]
     table = [line for line in block.splitlines() if line.startswith("| ") and "rule" not in line]
     assert len(table) == 11                                   # one row per rule

@@ -538,9 +538,15 @@ def headline_markdown(results_dir: Path, img_dir: Path) -> str:
         lines += ["", f"**Seed 000's question** (\"almost no change\" between Momentum, Gravity and Cosine; notebook "
                   f"03, {int(t3['n_seeds'].max())} seeds): " + readings.almost_no_change(t3, "momentum"),
                   "", "Against the right baselines: " + readings.baseline_summary(t3)]
-    train_s = training_seconds(results_dir / "runs")
-    lines += ["", f"Run times on this machine (2 cores): training and evaluation of the stored runs add up to "
-              f"{train_s / 3600:.1f} process-hours (two worker processes share the cores)."]
+    if any((results_dir / "manifests").glob("[0-9][0-9]_*.txt")):
+        cost = cost_table(results_dir)
+        lines += ["", "Run times on this machine (2 cores): training and evaluation of the "
+                  f"{int(cost.runs.sum())} runs the notebooks read add up to {cost.process_hours.sum():.1f} "
+                  "process-hours (two worker processes share the cores; per notebook in [Speed](#speed))."]
+    else:
+        train_s = training_seconds(results_dir / "runs")
+        lines += ["", f"Run times on this machine (2 cores): training and evaluation of the stored runs add up to "
+                  f"{train_s / 3600:.1f} process-hours (two worker processes share the cores)."]
     return "\n".join(lines)
 
 
