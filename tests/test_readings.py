@@ -244,3 +244,34 @@ def test_inclusion_pairs_sentence():
     s = rd.inclusion_pairs_sentence(incl, "c")
     assert s == ("Under protocol c the general rule scores at least as well as the special one in most bootstrap "
                  "draws for 1 of 2 inclusion pairs: SGD ⊆ Momentum break(s) it at this budget.")
+
+
+def _epoch_table():
+    return pd.DataFrame({"fastest_s": [3.0, 3.3, 2.9], "step_share": [0.2, 0.3, 0.25], "epoch_vs_sgd": [1.0, 1.1, 0.97],
+                         "run_spread": [6.0, 1.1, 1.2], "state_bytes_per_param": [0, 8, 0]},
+                        index=pd.Index(["sgd", "adam", "gravity"], name="rule"))
+
+
+def test_epoch_cost_reading_uses_fastest_epochs_and_names_disturbed_runs():
+    bench = pd.DataFrame({"total_us": [1000.0, 1150.0]}, index=["sgd", "adam"])
+    text = rd.epoch_cost_reading(_epoch_table(), bench)
+    assert text.startswith("Fastest observed epoch: 2.90 s (Gravity) to 3.30 s (Adam)")
+    assert "Adam's fastest epoch takes 1.10× SGD's (3.30 s vs 3.00 s), against 1.15× in the microbenchmark" in text
+    assert "The mean epoch times of SGD (slowest run 6.0× its fastest) are inflated" in text
+    calm = _epoch_table().assign(run_spread=1.1)
+    assert rd.epoch_cost_reading(calm, bench).endswith("so the mean times compare rules too.")
+
+
+def test_cost_verdict_from_fastest_epochs():
+    gain = pd.DataFrame({"lr": [1e-4, 1e-3], "epoch_time_ratio": [0.98, 1.15], "acc_gain_pp": [13.5, 3.9],
+                         "acc_verdict": ["better", "better"]})
+    text = rd.cost_verdict(_epoch_table(), gain)
+    assert text.startswith("Per epoch (fastest observed, rules timed undisturbed), the rules differ by at most "
+                           "1.14× (cheapest Gravity, dearest Adam)")
+    slowed = _epoch_table().assign(disturbance=[3.0, 1.0, 1.0])      # SGD's runs all shared the machine
+    assert "at most 1.14× (cheapest Gravity, dearest Adam)" in rd.cost_verdict(slowed, gain)
+    bench = pd.DataFrame({"total_us": [1000.0, 1150.0]}, index=["sgd", "adam"])
+    reading = rd.epoch_cost_reading(slowed, bench)
+    assert "Even the fastest epochs of SGD (3.0× what the microbenchmark predicts, against a median 1.0×)" in reading
+    assert "Adam against SGD per epoch cannot be read from these runs; the microbenchmark gives 1.15×" in reading
+    assert "(verdict against SGD: better at lr 0.0001, better at lr 0.001)." in text

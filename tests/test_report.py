@@ -496,3 +496,21 @@ def test_plain_nbconvert_execute_inplace_prints_no_kernel_warning(tmp_path):
     out = nbformat.read(path, as_version=4)
     assert out.cells[0].outputs[0]["text"] == "ok\n"
     assert not list(tmp_path.glob("kernel-*"))          # no socket files left behind
+
+
+def test_front_page_verdicts_come_from_the_notebooks_answer_cells(tmp_path):
+    """index.html shows each notebook's verdict sentences: markdown outputs starting with **Answer /
+    **Verdict, and the output after a "## Verdict" heading; nothing else, each once."""
+    def md_out(text):
+        return nbformat.v4.new_output("display_data", data={"text/markdown": text})
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("x", outputs=[md_out("**Reading.** not a verdict")]),
+        nbformat.v4.new_code_cell("y", outputs=[md_out("**Answer.** Yes, with evidence.")]),
+        nbformat.v4.new_markdown_cell("## Verdict"),
+        nbformat.v4.new_code_cell("z", outputs=[md_out("Per epoch the rules differ by at most 1.2x.")]),
+        nbformat.v4.new_code_cell("w", outputs=[md_out("**Reading.** after the verdict cell")])])
+    path = tmp_path / "09_x.ipynb"
+    nbformat.write(nb, path)
+    assert report.verdict_markdown(path) == ["**Answer.** Yes, with evidence.",
+                                             "Per epoch the rules differ by at most 1.2x."]
+    assert report.verdict_markdown(tmp_path / "absent.ipynb") == []

@@ -131,7 +131,7 @@ def test_vs_baselines_table_covers_three_baselines_with_verdict_words():
     g = t.set_index(["rule", "lr", "baseline"])
     assert g.loc[("gravity", 0.01, "sgd"), "verdict"] == "worse"
     assert g.loc[("cosine", 0.1, "sgd"), "verdict"] == "equivalent"
-    assert g.loc[("gravity", 0.2, "momentum"), "verdict"] == "B diverged"
+    assert g.loc[("gravity", 0.2, "momentum"), "verdict"] == "baseline diverged"
     assert g.loc[("gravity", 0.2, "momentum (matched)"), "baseline_lr"] == pytest.approx(0.02)
     assert not t.verdict.str.contains("indistinguishable").any()
     # every interval in pp of an accuracy difference stays within [-100, 100]

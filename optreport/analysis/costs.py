@@ -239,18 +239,26 @@ def epoch_costs(df: pd.DataFrame, by=("rule", "lr")) -> pd.DataFrame:
     in ``optimizer.step()``. Each run's mean over its epochs is one observation (epochs of one
     run are not independent); per group: n_runs, train_s (mean) with train_s_lo/hi (95% t CI
     over runs, clipped at 0: a time is never negative), step_s and step_share = step_s / train_s.
+    Runs trained beside other work on the machine take longer, never shorter, so the group's
+    fastest epoch (``fastest_s``, ``fastest_step_s``) is the least disturbed estimate of what the
+    rule costs; ``run_spread`` (slowest run's mean / fastest run's mean) shows how disturbed the
+    means are (near 1: not at all).
     """
     per_run = df.groupby("key").agg(**{c: (c, "first") for c in by},
                                     train_s=("train_seconds", "mean"),
-                                    step_s=("step_seconds", "mean"))
+                                    step_s=("step_seconds", "mean"),
+                                    fastest_s=("train_seconds", "min"),
+                                    fastest_step_s=("step_seconds", "min"))
     rows = []
     for keys, g in per_run.groupby(list(by), sort=False):
         keys = keys if isinstance(keys, tuple) else (keys,)
         m, lo, hi = range_ci(g["train_s"], "train_seconds")
         step = float(g["step_s"].mean())
-        rows.append((*keys, len(g), m, lo, hi, step, step / m if m > 0 else np.nan))
+        fastest = float(g["fastest_s"].min())
+        rows.append((*keys, len(g), m, lo, hi, step, step / m if m > 0 else np.nan, fastest,
+                     float(g["fastest_step_s"].min()), float(g["train_s"].max() / g["train_s"].min())))
     return pd.DataFrame(rows, columns=[*by, "n_runs", "train_s", "train_s_lo", "train_s_hi",
-                                       "step_s", "step_share"])
+                                       "step_s", "step_share", "fastest_s", "fastest_step_s", "run_spread"])
 
 
 def _cumulative(df: pd.DataFrame) -> pd.DataFrame:

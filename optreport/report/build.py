@@ -45,6 +45,7 @@ import pandas as pd
 import papermill as pm
 from jinja2 import DictLoader
 from nbconvert import HTMLExporter
+from nbconvert.filters.markdown_mistune import markdown2html_mistune
 from nbconvert.preprocessors import TagRemovePreprocessor
 from papermill.exceptions import PapermillExecutionError
 
@@ -73,7 +74,7 @@ KERNEL_ARGS = ["--IPKernelApp.log_level=ERROR"]
 # Per notebook: the figure and the table the front page shows (the first ones written otherwise),
 # and the table's columns (all when None).
 KEY_FIGURE = {"01": "01_trajectories_rosenbrock.png", "02": "02_final_test_acc_heatmap.png",
-              "03": "03_vs_momentum.png", "04": "04_accuracy_vs_time.png", "05": "05_protocol_scores.png"}
+              "03": "03_vs_baselines.png", "04": "04_accuracy_vs_time.png", "05": "05_protocol_scores.png"}
 KEY_TABLE = {"01": ("01_conformance", ["rule", "torch", "steps", "max_abs", "max_rel", "verdict"]),
              "03": ("03_vs_baselines", ["rule", "lr", "baseline", "baseline_lr", "n_seeds", "diff_pp", "ci_lo_pp",
                                         "ci_hi_pp", "verdict"]),
@@ -392,6 +393,7 @@ def write_index(results_dir: Path, img_dir: Path, notebooks: list[tuple[str, str
              "table{border-collapse:collapse;font-size:.9em;margin:.5em 0}"
              "td,th{padding:.15em .7em;text-align:left;border-bottom:1px solid #eee}"
              "th{border-bottom:1px solid #999}section{margin-bottom:3em}.more{font-size:.9em;color:#444}"
+             ".verdict{background:#f6f8fa;border-left:4px solid #4575b4;padding:.2em 1em;margin:1em 0}"
              "</style></head><body>",
              "<h1>Deep-learning optimizers, measured</h1>",
              "<p>How do SGD, Momentum, Nesterov, Adagrad, RMSProp, AdaDelta, Adam, NAdam, AdamW and two new "
@@ -414,6 +416,9 @@ def write_index(results_dir: Path, img_dir: Path, notebooks: list[tuple[str, str
             parts.append(f"<figure><img src='{rel(key_fig)}' alt='{html.escape(title)}: headline figure "
                          f"({html.escape(key_fig.stem)})'><figcaption>{html.escape(key_fig.name)}"
                          "</figcaption></figure>")
+        verdicts = verdict_markdown(nbdir / f"{stem}.ipynb")
+        if verdicts:
+            parts.append("<div class='verdict'>" + "".join(markdown2html_mistune(v) for v in verdicts) + "</div>")
         kt = key_table(results_dir, nn)
         if kt is not None:
             name, df = kt
@@ -441,6 +446,30 @@ def write_index(results_dir: Path, img_dir: Path, notebooks: list[tuple[str, str
     index = results_dir / "index.html"
     write_if_changed(index, "\n".join(parts))
     return index
+
+
+VERDICT_HEADS = ("## Verdict", "## Answer")        # markdown cells whose next code cell prints the verdict
+
+
+def verdict_markdown(nb_file: Path) -> list[str]:
+    """The verdict sentences of an executed notebook: its markdown outputs that start with
+    "**Answer" or "**Verdict", and the markdown output of the code cell after a "## Verdict" or
+    "## Answer" heading (in order, each once). Empty when the notebook has no outputs."""
+    if not nb_file.exists():
+        return []
+    nb = nbformat.read(nb_file, as_version=4)
+    out, after_head = [], False
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            after_head = cell.source.lstrip().startswith(VERDICT_HEADS)
+            continue
+        for o in cell.get("outputs", []):
+            text = o.get("data", {}).get("text/markdown") if o.get("output_type") in ("display_data",
+                                                                                    "execute_result") else None
+            if text and (after_head or text.lstrip().startswith(("**Answer", "**Verdict"))) and text not in out:
+                out.append(text)
+        after_head = False
+    return out
 
 
 # ----------------------------------------------------------------------------- run manifests

@@ -934,3 +934,64 @@ def published_reading(table: pd.DataFrame, *, tol: float = PUBLISHED_TOL, protoc
 
 
 __all__ += ["PUBLISHED_TOL", "DEEPOBS_DIFFERENCES", "published_position", "candidate_reasons", "published_reading"]
+
+
+# ----------------------------------------------------------------------------- notebook 04: epochs
+
+SPREAD_DISTURBED = 1.5   # a rule's slowest run mean over its fastest: above this its runs shared the machine
+
+
+def epoch_cost_reading(e: pd.DataFrame, bench: pd.DataFrame) -> str:
+    """Notebook 04's epoch times in words (``e``: tables.epoch_cost indexed by rule; ``bench``: the
+    step microbenchmark indexed by rule): the fastest observed epoch per rule (the least disturbed),
+    Adam against SGD there and in the microbenchmark, and which rules' runs were disturbed by other
+    work on the machine (``run_spread`` above :data:`SPREAD_DISTURBED`)."""
+    fast = e["fastest_s"]
+    text = (f"Fastest observed epoch: {fast.min():.2f} s ({rule_label(fast.idxmin())}) to {fast.max():.2f} s "
+            f"({rule_label(fast.idxmax())}); the optimizer step is {e['step_share'].min():.0%}–"
+            f"{e['step_share'].max():.0%} of an epoch. ")
+    slow = e.iloc[0:0]
+    if "disturbance" in e.columns:
+        med = float(e["disturbance"].median())
+        slow = e[e["disturbance"] > SPREAD_DISTURBED * med]
+        if len(slow):
+            text += ("Even the fastest epochs of " + ", ".join(
+                f"{rule_label(r)} ({v:.1f}× what the microbenchmark predicts, against a median {med:.1f}×)"
+                for r, v in slow["disturbance"].items())
+                + " were slowed: all of their runs trained beside other work, so their times (and ratios to "
+                "them) say nothing about the rule. ")
+    if "adam" in e.index and "sgd" in e.index:
+        micro = bench.loc["adam", "total_us"] / bench.loc["sgd", "total_us"]
+        if {"adam", "sgd"} & set(slow.index):
+            text += ("Adam against SGD per epoch cannot be read from these runs; the microbenchmark gives "
+                     f"{micro:.2f}×. ")
+        else:
+            text += (f"Adam's fastest epoch takes {e.loc['adam', 'epoch_vs_sgd']:.2f}× SGD's "
+                     f"({fast['adam']:.2f} s vs {fast['sgd']:.2f} s), against {micro:.2f}× in the microbenchmark. ")
+    disturbed = e[e["run_spread"] > SPREAD_DISTURBED]
+    if len(disturbed):
+        text += ("The mean epoch times of " + ", ".join(
+            f"{rule_label(r)} (slowest run {v:.1f}× its fastest)" for r, v in disturbed["run_spread"].items())
+            + " are inflated: those runs trained beside other work on this machine, so only the fastest epochs "
+            "compare rules; `make bench` measures them on a quiet machine.")
+    else:
+        text += "Every rule's runs took about the same time, so the mean times compare rules too."
+    return text
+
+
+def cost_verdict(e: pd.DataFrame, gain: pd.DataFrame) -> str:
+    """Notebook 04's verdict: the spread of the fastest epochs, the step's largest share, the state
+    memory range, and seed 004's Adam against SGD (``gain``: costs.gain_vs_cost)."""
+    fast = e["fastest_s"]
+    if "disturbance" in e.columns:       # rules whose every run shared the machine say nothing about speed
+        fast = fast[e["disturbance"] <= SPREAD_DISTURBED * float(e["disturbance"].median())]
+    return (f"Per epoch (fastest observed, rules timed undisturbed), the rules differ by at most "
+            f"{fast.max() / fast.min():.2f}× (cheapest "
+            f"{rule_label(fast.idxmin())}, dearest {rule_label(fast.idxmax())}); the optimizer step is at most "
+            f"{e['step_share'].max():.0%} of training time, and memory ranges from "
+            f"{e['state_bytes_per_param'].min():.0f} to {e['state_bytes_per_param'].max():.1f} bytes per parameter. "
+            f"With seed 004's network, Adam costs {gain['epoch_time_ratio'].min():.2f}–"
+            f"{gain['epoch_time_ratio'].max():.2f}× SGD's epoch and changes final test accuracy by "
+            f"{gain['acc_gain_pp'].min():+.2f} to {gain['acc_gain_pp'].max():+.2f} pp across its two learning rates "
+            "(verdict against SGD: " + ", ".join(f"{v} at lr {lr:g}" for lr, v in zip(gain["lr"], gain["acc_verdict"],
+                                                                                    strict=True)) + ").")
