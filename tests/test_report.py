@@ -514,3 +514,20 @@ def test_front_page_verdicts_come_from_the_notebooks_answer_cells(tmp_path):
     assert report.verdict_markdown(path) == ["**Answer.** Yes, with evidence.",
                                              "Per epoch the rules differ by at most 1.2x."]
     assert report.verdict_markdown(tmp_path / "absent.ipynb") == []
+
+
+def test_readme_answers_the_seed_questions_from_06_and_07_tables(tmp_path):
+    """When notebooks 06 and 07 have written their comparison tables, README's headline carries one
+    generated sentence per seed guess; without them, nothing."""
+    assert report.seed_question_lines(tmp_path) == []
+    base = dict(b="sgd (constant)", lr_b=0.1, ci_lo_pp=-1.0, ci_hi_pp=0.0, n_seeds=3, outcome_a="trained",
+                outcome_b="trained", n_out_a=0, n_out_b=0, mde_pp=1.0)
+    pd.DataFrame([dict(base, a="gravity (constant)", lr_a=0.2, cut=15, diff_pp=-1.2, verdict="worse"),
+                  dict(base, a="gravity (constant)", lr_a=0.2, cut=100, diff_pp=-1.0, verdict="worse")]
+                 ).to_csv(tmp_path / "06_vs_sgd_by_length.csv", index=False)
+    pd.DataFrame([dict(base, a="cosine (n=2037)", lr_a=0.1, n_train_value=2037, diff_pp=-0.2, verdict="inconclusive"),
+                  dict(base, a="cosine (all data)", lr_a=0.1, n_train_value=55000, diff_pp=-0.9, verdict="worse")]
+                 ).to_csv(tmp_path / "07_vs_sgd.csv", index=False)
+    lines = "\n".join(report.seed_question_lines(tmp_path))
+    assert "**Would 100 epochs change the answer?** (notebook 06) Between epoch 15 and epoch 100, 0 of 1" in lines
+    assert "**Is the data set too small to show a difference?** (notebook 07) **No.**" in lines

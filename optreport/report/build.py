@@ -545,6 +545,21 @@ def training_seconds(runs_dir: Path) -> float:
     return float(df["train_seconds"].fillna(0).sum() + df["eval_seconds"].fillna(0).sum())
 
 
+def seed_question_lines(results_dir: Path) -> list[str]:
+    """The README's answers to seed 000's two guesses, generated from notebooks 06 and 07's tables
+    when they exist: would 100 epochs change the answer, and is the data set too small to show a
+    difference."""
+    out = []
+    long_ = results_dir / "06_vs_sgd_by_length.csv"
+    if long_.exists():
+        out += ["", "**Would 100 epochs change the answer?** (notebook 06) " + readings.long_answer(pd.read_csv(long_))]
+    size = results_dir / "07_vs_sgd.csv"
+    if size.exists():
+        out += ["", "**Is the data set too small to show a difference?** (notebook 07) "
+                + readings.size_answer(pd.read_csv(size))]
+    return out
+
+
 def headline_markdown(results_dir: Path, img_dir: Path) -> str:
     """The README's headline, built only from the files a full run wrote: notebook 02's heat
     map and table (final test accuracy, mean and 95% CI over seeds, per rule and lr), and the
@@ -567,6 +582,7 @@ def headline_markdown(results_dir: Path, img_dir: Path) -> str:
         lines += ["", f"**Seed 000's question** (\"almost no change\" between Momentum, Gravity and Cosine; notebook "
                   f"03, {int(t3['n_seeds'].max())} seeds): " + readings.almost_no_change(t3, "momentum"),
                   "", "Against the right baselines: " + readings.baseline_summary(t3)]
+    lines += seed_question_lines(results_dir)
     if any((results_dir / "manifests").glob("[0-9][0-9]_*.txt")):
         cost = cost_table(results_dir)
         lines += ["", "Run times on this machine (2 cores): training and evaluation of the "
