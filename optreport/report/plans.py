@@ -43,6 +43,8 @@ STEP_BUDGET_EPOCHS = 6                      # every size gets the optimizer step
 QUICK_SEEDS = [0, 1]
 QUICK_EPOCHS = 2
 QUICK_MAX_STEPS = 30
+QUICK_LONG_EPOCHS = 3                       # quick notebook 06: 3 epochs of 640 images (10 steps each)
+QUICK_LONG_N_TRAIN = 640
 
 
 def selection_score(df: pd.DataFrame) -> pd.Series:
@@ -91,9 +93,12 @@ def chosen_lrs(runs_dir=results.RUNS_DIR, quick: bool = False) -> dict:
 def long_configs(lrs: dict, quick: bool = False) -> list[RunConfig]:
     """Notebook 06: each rule at its lr, 100 epochs, constant and cosine-decayed, seed-major order
     (a partial sweep has whole seeds)."""
-    seeds, epochs, steps = (QUICK_SEEDS, QUICK_EPOCHS, QUICK_MAX_STEPS) if quick else (LONG_SEEDS, LONG_EPOCHS, None)
+    if quick:     # a few whole epochs of a small subset, so that the cut-off epochs differ
+        seeds, epochs, n_train = QUICK_SEEDS, QUICK_LONG_EPOCHS, QUICK_LONG_N_TRAIN
+    else:
+        seeds, epochs, n_train = LONG_SEEDS, LONG_EPOCHS, None
     return [RunConfig(rule=r, hparams={"lr": lrs[r]}, seed=s, epochs=epochs, batch_size=ex.BATCH_SIZE,
-                      max_steps=steps, schedule=sch)
+                      n_train=n_train, schedule=sch)
             for s in seeds for sch in LONG_SCHEDULES for r in STUDY_RULES]
 
 
