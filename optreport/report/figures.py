@@ -353,6 +353,7 @@ def train_loss_by_rule_figure(df: pd.DataFrame, runs: pd.DataFrame, rules, lrs):
             else:
                 ax.plot([], [], color=c, label=label)
         ax.set_yscale("log")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(rule_label(rule), color=rule_color(rule), fontsize=10)
         ax.legend(fontsize=7)
     for ax in list(axes.flat)[n:]:
