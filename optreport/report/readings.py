@@ -995,3 +995,37 @@ def cost_verdict(e: pd.DataFrame, gain: pd.DataFrame) -> str:
             f"{gain['acc_gain_pp'].min():+.2f} to {gain['acc_gain_pp'].max():+.2f} pp across its two learning rates "
             "(verdict against SGD: " + ", ".join(f"{v} at lr {lr:g}" for lr, v in zip(gain["lr"], gain["acc_verdict"],
                                                                                     strict=True)) + ").")
+
+
+# ----------------------------------------------------------------------------- notebook 05 (current budget)
+
+def kendall_sentence(row) -> str:
+    """One protocol pair's Kendall τ with its bootstrap interval, in words that claim no more than the
+    interval shows: agreement above chance only when the interval excludes 0."""
+    head = (f"{row['protocol_1']} vs {row['protocol_2']}: τ = {row['tau']:.2f} (bootstrap interval "
+            f"{row['ci_lo']:.2f} to {row['ci_hi']:.2f}); ")
+    if row["ci_lo"] > 0:
+        return head + "the rankings agree more than chance would."
+    if row["ci_hi"] < 0:
+        return head + "the rankings are reversed more than chance would make them."
+    return head + "the interval includes 0, so this budget cannot tell whether the two rankings agree."
+
+
+def novel_vs_best_classic(summary: pd.DataFrame, protocol: str, novel=("gravity", "cosine")) -> str:
+    """Under one protocol (``summary``: a protocol's bootstrap ranking indexed by rule, with median,
+    ci_lo, ci_hi), the better novel rule against the best classic rule, by their bootstrap intervals
+    of the selected trial's test accuracy. The trials are single runs, not paired by seed, so no test
+    is made: the sentence says whether the intervals are apart, and nothing more."""
+    classic = summary.drop(index=list(novel))
+    best_c = classic["median"].idxmax()
+    nov = summary.loc[list(novel), "median"].idxmax()
+    n, c = summary.loc[nov], classic.loc[best_c]
+    head = (f"Protocol {protocol}: the better novel rule, {rule_label(nov)} ({n['median']:.2%}, interval "
+            f"{n['ci_lo']:.2%}–{n['ci_hi']:.2%}), against the best classic rule, {rule_label(best_c)} "
+            f"({c['median']:.2%}, {c['ci_lo']:.2%}–{c['ci_hi']:.2%}): ")
+    if n["ci_hi"] < c["ci_lo"]:
+        return head + "its whole interval lies below the classic rule's."
+    if n["ci_lo"] > c["ci_hi"]:
+        return head + "its whole interval lies above the classic rule's."
+    return head + ("the intervals overlap, and single unpaired trials cannot decide between them "
+                   "(the reruns at 5 seeds of the larger budget will).")
