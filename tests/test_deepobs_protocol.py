@@ -177,3 +177,30 @@ def test_load_results_has_a_data_protocol_column(tmp_path, fixture_dir):
     assert "data_protocol" not in stored["config"]
     df = results.load_results(runs_dir=tmp_path)
     assert dict(zip(df.key, df.data_protocol)) == {old.key: "report", new.key: "deepobs"}
+
+
+# --------------------------------------------------------------------------- eval_size (quick runs of the CNN)
+def test_eval_size_enters_the_key_only_when_set_and_is_validated():
+    base = RunConfig(rule="sgd", hparams={"lr": 0.01}, epochs=1)
+    assert "eval_size" not in base.keyed() and base.train_kwargs()["eval_size"] is None
+    small = dataclasses.replace(base, eval_size=50)
+    assert small.keyed()["eval_size"] == 50 and small.key != base.key
+    assert RunConfig.from_dict(small.keyed()) == small
+    validate(small)
+    for bad in (0, -5, 2.5, True):
+        with pytest.raises(ValueError, match=rf"Invalid eval_size: {bad!r}"):
+            validate(dataclasses.replace(base, eval_size=bad))
+
+
+def test_eval_size_evaluates_the_first_images_only(fixture_dir):
+    data = D.load_fashion_mnist(fixture_dir, val_size=100, download=False)
+    full = train("mlp", "sgd", {"lr": 0.1}, data=data, epochs=1, max_steps=3, threads=1)
+    part = train("mlp", "sgd", {"lr": 0.1}, data=data, epochs=1, max_steps=3, threads=1, eval_size=7)
+    assert "eval_size" not in full["config"] and part["config"]["eval_size"] == 7
+    assert part["config"]["n_val"] == part["config"]["n_test"] == 7
+    e_full, e_part = full["epochs"][0], part["epochs"][0]
+    assert e_part["train_loss"] == e_full["train_loss"]                     # training is the same
+    for split in ("val", "test"):
+        assert round(e_part[f"{split}_acc"] * 7, 9) == int(round(e_part[f"{split}_acc"] * 7))   # a multiple of 1/7
+    with pytest.raises(ValueError, match="Invalid eval_size: 0"):
+        train("mlp", "sgd", {"lr": 0.1}, data=data, epochs=1, max_steps=1, eval_size=0)

@@ -578,12 +578,15 @@ print("ok")
 
 
 @pytest.mark.slow
-def test_workers_opening_a_fresh_postgres_database_at_once_all_start(pg):
-    """CI, session 3: two workers of the README recipe started together on an empty database; one
-    died creating Optuna's schema (UniqueViolation on ``alembic_version``). Six processes now open
-    each of three fresh databases at the same instant, and every one of them starts."""
-    for _ in range(3):
-        url = pg.new_database()
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_workers_opening_a_fresh_database_at_once_all_start(backend, request, tmp_path):
+    """CI, sessions 3 and 4: two workers started together on an empty store; one died creating
+    Optuna's schema (UniqueViolation on PostgreSQL, IntegrityError on ``alembic_version`` with
+    SQLite). Six processes now open each of three fresh stores at the same instant, and every one
+    of them starts."""
+    for i in range(3):
+        url = (f"sqlite:///{tmp_path}/fresh{i}.sqlite3" if backend == "sqlite"
+               else request.getfixturevalue("pg").new_database())
         t0 = time.time() + 8.0          # after every process has imported torch and optuna
         procs = [subprocess.Popen([sys.executable, "-c", _OPEN_AT_ONCE, url, str(t0)], stdout=subprocess.PIPE,
                                   stderr=subprocess.STDOUT) for _ in range(6)]

@@ -85,10 +85,36 @@ def test_size_answer_yes_no_and_neither():
     text = readings.size_answer(neither)
     assert text.startswith("**Not shown either way.**")
     assert "0.90 pp at 2,037 images, 0.20 pp at 50,000 images" in text
+    middle = _rows([("cosine (n=2037)", 0.1, "sgd (n=2037)", 0.1, 2037, -0.2, "inconclusive"),
+                    ("cosine (n=6111)", 0.1, "sgd (n=6111)", 0.1, 6111, -1.5, "inconclusive"),
+                    ("cosine (all data)", 0.1, "sgd (all data)", 0.1, 50000, -0.9, "inconclusive")])
+    assert readings.size_answer(middle).startswith("**Not shown either way.**")     # up then down: no steady growth
 
 
 def test_gap_change_per_rule_across_sizes():
     t = _rows([("cosine (n=2037)", 0.1, "sgd (n=2037)", 0.1, 2037, -0.2, "inconclusive"),
                ("cosine (all data)", 0.1, "sgd (all data)", 0.1, 55000, -0.9, "worse")])
     text = readings.gap_change(t.assign(images=t.n_train_value, rule="cosine"), by="images", per="rule")
-    assert text == ("- Cosine vs SGD: -0.20 pp, inconclusive at images 2,037 → -0.90 pp, worse at images 55,000")
+    assert text == ("- Cosine vs SGD: -0.20 pp, inconclusive at 2,037 images → -0.90 pp, worse at 55,000 images")
+
+
+def _over(gaps, val_epochs, outcomes=None, last=100):
+    rows = []
+    for i, (g, v) in enumerate(zip(gaps, val_epochs, strict=True)):
+        rows.append(dict(rule=["sgd", "momentum", "adam"][i % 3], schedule=["constant", "cosine"][i // 3], lr=0.1,
+                         n_seeds=3, outcome=(outcomes or {}).get(i, "trained"), final_epoch=last,
+                         train_acc=0.9 + g / 100, test_acc=0.9, gap_pp=g, gap_lo_pp=g - 0.5, gap_hi_pp=g + 0.5,
+                         val_epoch=v))
+    return pd.DataFrame(rows)
+
+
+def test_overfitting_reading_names_the_extremes_and_the_peaks():
+    text = readings.overfitting_reading(_over([2.0, 6.5, 0.3, 4.0], [40, 95, 98, 99]))
+    assert "from +0.3 pp (Adam (constant, 90.3% training vs 90.0% test))" in text
+    assert "to +6.5 pp (Momentum (constant," in text
+    assert "lies above 0 for 3 of 4" in text and "averages 40–99 of 100" in text
+    assert "1 of 4 peak before epoch 90" in text
+    late = readings.overfitting_reading(_over([2.0, 3.0], [95, 100]))
+    assert "still peaks near the end" in late
+    mixed = _over([2.0, np.nan], [95, np.nan], outcomes={1: "diverged"})
+    assert "Did not train: Momentum (constant): diverged." in readings.overfitting_reading(mixed)

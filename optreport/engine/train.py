@@ -171,7 +171,7 @@ def train(model: str = "mlp", rule: str = "sgd", hparams: dict | None = None, *,
           callback=None, progress: bool = False, threads: int | None = None,
           compile: bool = False, compile_step: bool = True, check_every: int = CHECK_EVERY,
           flush_denormal: bool = True, schedule: str = "constant", n_train: int | None = None,
-          data_protocol: str = "report") -> dict:
+          data_protocol: str = "report", eval_size: int | None = None) -> dict:
     """Train ``model`` with update rule ``rule`` and return a JSON-serialisable record.
 
     model:       name in models.MODELS.
@@ -206,6 +206,8 @@ def train(model: str = "mlp", rule: str = "sgd", hparams: dict | None = None, *,
     data_protocol: "report" or "deepobs" (see optreport.engine.data); ``data`` must have been
                  loaded with the same protocol (and, for deepobs, the same batch size). Echoed
                  in the record's config only when it is not "report".
+    eval_size:   evaluate on the first ``eval_size`` validation and test images only (quick runs
+                 of a costly model); None: all of them. Echoed in the record's config when set.
 
     Record: ``config`` (echo), ``epochs`` (one dict per epoch: epoch, train_loss, train_acc
     -- plain means over the epoch's batches --, val_loss, val_acc, test_loss, test_acc,
@@ -217,6 +219,8 @@ def train(model: str = "mlp", rule: str = "sgd", hparams: dict | None = None, *,
         raise ValueError(f"Invalid data_protocol: {data_protocol!r} (choose from {', '.join(PROTOCOLS)})")
     if batch_size < 1:
         raise ValueError(f"Invalid batch_size: {batch_size}")
+    if eval_size is not None and eval_size < 1:
+        raise ValueError(f"Invalid eval_size: {eval_size} (must be >= 1 or None)")
     deepobs = data_protocol == "deepobs"
     if data is None:
         data = (load_fashion_mnist(protocol="deepobs", val_size=DEEPOBS_VAL_SIZE, batch_size=batch_size)
@@ -238,6 +242,9 @@ def train(model: str = "mlp", rule: str = "sgd", hparams: dict | None = None, *,
                   threads=threads or torch.get_num_threads(), flush_denormal=flush_denormal)
     if deepobs:        # only when not the default: report records stay as they were
         config.update(data_protocol=data_protocol, n_test=len(data.test_y))
+    ev = slice(None) if eval_size is None else slice(0, eval_size)
+    if eval_size is not None:        # likewise
+        config.update(eval_size=eval_size, n_val=len(data.val_y[ev]), n_test=len(data.test_y[ev]))
     t_start = time.perf_counter()
     with _num_threads(threads), denormals_flushed(flush_denormal), torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -309,8 +316,9 @@ def train(model: str = "mlp", rule: str = "sgd", hparams: dict | None = None, *,
                 epoch_losses = epoch_losses[:first_bad + 1]
             step_losses.extend(epoch_losses.tolist())
             t_eval = time.perf_counter()
-            val_loss, val_acc = evaluate(net, data.val_x, data.val_y) if len(data.val_y) else (math.nan, math.nan)
-            test_loss, test_acc = evaluate(net, data.test_x, data.test_y)
+            val_loss, val_acc = (evaluate(net, data.val_x[ev], data.val_y[ev]) if len(data.val_y)
+                                 else (math.nan, math.nan))
+            test_loss, test_acc = evaluate(net, data.test_x[ev], data.test_y[ev])
             eval_seconds = time.perf_counter() - t_eval
             epochs_out.append(dict(
                 epoch=epoch,

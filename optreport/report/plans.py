@@ -25,7 +25,7 @@ from optreport.runs import results, sweep
 from optreport.runs.keys import RunConfig
 
 __all__ = ["STUDY_RULES", "ADAM_SEARCH_LRS", "LONG_EPOCHS", "LONG_SEEDS", "LONG_SCHEDULES", "SIZE_FRACTIONS",
-           "SIZE_SEEDS", "STEP_BUDGET_EPOCHS", "selection_score", "best_lrs", "grid_configs",
+           "SIZE_SEEDS", "STEP_BUDGET_EPOCHS", "selection_score", "best_lrs", "lr_choice_table", "grid_configs",
            "adam_search_configs", "long_configs", "size_configs", "size_n_train", "step_budget", "images", "main"]
 
 STUDY_RULES = ["sgd", "momentum", "adam", "gravity", "cosine"]   # the rules of 06 and 07
@@ -64,6 +64,19 @@ def best_lrs(df: pd.DataFrame) -> dict:
         g = g.sort_values(["score", "lr"], ascending=[False, True], kind="stable")
         out[rule] = float(g.lr.iloc[0])
     return out
+
+
+def lr_choice_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Per rule and lr of the selection runs ``df``: the mean :func:`selection_score` over seeds, the
+    number of seeds, and whether :func:`best_lrs` chose it (catalogue order)."""
+    chosen = best_lrs(df)
+    runs = df.groupby("key")[["rule", "lr"]].first().join(selection_score(df).rename("score"))
+    t = runs.groupby(["rule", "lr"]).score.agg(["mean", "count"]).reset_index()
+    t = t.rename(columns={"mean": "mean_best_val_acc", "count": "n_seeds"})
+    t["chosen"] = [chosen.get(r) == lr for r, lr in zip(t["rule"], t["lr"], strict=True)]
+    order = {r: i for i, r in enumerate(ex.RULES)}
+    return t.sort_values(["rule", "lr"], key=lambda c: c.map(order) if c.name == "rule" else c,
+                         kind="stable").reset_index(drop=True)
 
 
 def grid_configs(quick: bool = False) -> list[RunConfig]:
@@ -147,20 +160,26 @@ CNN_HPARAMS = {                             # rule -> hyper-parameters (Crowded 
     "cosine": {"lr": 0.01},                 # no published default: SGD's one-shot lr
 }
 CNN_QUICK_MAX_STEPS = 20
+CNN_QUICK_EPOCHS = 1                        # quick: one evaluation per run (a CNN evaluation costs seconds)
+CNN_QUICK_EVAL_SIZE = 500                   # quick: validation and test images evaluated
 
 
 def cnn_configs(quick: bool = False) -> list[RunConfig]:
     """Notebook 08: DeepOBS's fmnist_2c2d with DeepOBS's data protocol (``data_protocol="deepobs"``:
     /255 only, the first 10,000 training images held out, 390 full batches of 128 per epoch, the
     first 9,984 test images), each rule of :data:`CNN_HPARAMS` at a constant lr, seed-major order.
-    quick: the same configurations at QUICK_SEEDS, QUICK_EPOCHS epochs and CNN_QUICK_MAX_STEPS steps."""
-    seeds, epochs, steps = (QUICK_SEEDS, QUICK_EPOCHS, CNN_QUICK_MAX_STEPS) if quick else (CNN_SEEDS, CNN_EPOCHS, None)
+    quick: the same configurations at QUICK_SEEDS, CNN_QUICK_EPOCHS epoch(s), CNN_QUICK_MAX_STEPS steps,
+    evaluated on CNN_QUICK_EVAL_SIZE images."""
+    seeds, epochs, steps, n_eval = ((QUICK_SEEDS, CNN_QUICK_EPOCHS, CNN_QUICK_MAX_STEPS, CNN_QUICK_EVAL_SIZE) if quick
+                                    else (CNN_SEEDS, CNN_EPOCHS, None, None))
     return [RunConfig(model=CNN_MODEL, rule=r, hparams=dict(hp), seed=s, epochs=epochs, batch_size=CNN_BATCH_SIZE,
-                      val_size=DEEPOBS_VAL_SIZE, max_steps=steps, schedule="constant", data_protocol="deepobs")
+                      val_size=DEEPOBS_VAL_SIZE, max_steps=steps, schedule="constant", data_protocol="deepobs",
+                      eval_size=n_eval)
             for s in seeds for r, hp in CNN_HPARAMS.items()]
 
 
-__all__ += ["CNN_MODEL", "CNN_BATCH_SIZE", "CNN_EPOCHS", "CNN_SEEDS", "CNN_HPARAMS", "cnn_configs"]
+__all__ += ["CNN_MODEL", "CNN_BATCH_SIZE", "CNN_EPOCHS", "CNN_QUICK_EPOCHS", "CNN_QUICK_EVAL_SIZE", "CNN_SEEDS",
+            "CNN_HPARAMS", "cnn_configs"]
 
 
 def main(argv=None) -> int:

@@ -425,12 +425,16 @@ def gap_change(table: pd.DataFrame, by: str = "cut", per: str | None = None) -> 
     epoch 15 → −0.30 pp, inconclusive at epoch 100". With ``per`` (a column, e.g. the base rule when
     the arms' labels carry the value of ``by``), one line per value of ``per`` instead."""
     lines = []
-    unit = "epoch" if by == "cut" else by
-    fmt = (lambda v: f"{v:,.0f}") if by != "cut" else (lambda v: f"{v:g}")
+    if by == "cut":
+        place = lambda v: f"epoch {v:g}"          # noqa: E731
+    elif by in ("images", "n_train_value"):
+        place = lambda v: f"{v:,.0f} images"       # noqa: E731
+    else:
+        place = lambda v: f"{by} {v:,.0f}"         # noqa: E731
     for key, g in table.groupby(list(per and [per] or ["a", "b"]), sort=False):
         g = g.sort_values(by)
         first = g.iloc[0]
-        steps = " → ".join(f"{_short(r)} at {unit} {fmt(r[by])}" for _, r in g.iterrows())
+        steps = " → ".join(f"{_short(r)} at {place(r[by])}" for _, r in g.iterrows())
         head = (f"{rule_label(key[0] if isinstance(key, tuple) else key)} vs {rule_label(first['b'].split(' (')[0])}"
                 if per else f"{arm_text(first['a'], first['lr_a'])} vs {arm_text(first['b'], first['lr_b'])}")
         lines.append(f"- {head}: {steps}")
@@ -469,8 +473,8 @@ def size_answer(table: pd.DataFrame, full: str = "all data") -> str:
     rule vs SGD at every training-set size (rows with ``size`` (n or ``full``) and ``n_train_value``
     (number of images) columns): **no** when some rule differs from SGD (better / worse) on the full
     training set — differences are visible at this size; **yes** when none does there but the
-    differences grow with the training-set size (mean |difference| larger on the full set than on
-    the smallest); otherwise **not shown either way**."""
+    differences grow with the training-set size (mean |difference| larger at every size than at the
+    size below it); otherwise **not shown either way**."""
     t = table.sort_values("n_train_value")
     sizes = t["n_train_value"].drop_duplicates().tolist()
     at_full = t[t["n_train_value"] == sizes[-1]]
@@ -488,13 +492,47 @@ def size_answer(table: pd.DataFrame, full: str = "all data") -> str:
                         for _, r in diff_full.iterrows())
         return (f"**No.** With all {int(sizes[-1]):,} training images the rules already differ from SGD: {who}. "
                 + evidence)
-    grows = np.isfinite(mean_abs[sizes[-1]]) and np.isfinite(mean_abs[sizes[0]]) and \
-        mean_abs[sizes[-1]] > mean_abs[sizes[0]] and len(at_small)
+    steps = [mean_abs[n] for n in sizes]
+    grows = len(at_small) > 0 and len(sizes) > 1 and all(np.isfinite(steps)) and \
+        all(b > a for a, b in zip(steps, steps[1:]))
     if grows:
         return ("**Yes, possibly.** No rule differs from SGD on the full training set, but the differences grow "
-                "with the training-set size. " + evidence)
+                "with the training-set size at every step. " + evidence)
     return ("**Not shown either way.** No rule differs from SGD on the full training set, and the differences do "
-            "not grow with the training-set size. " + evidence)
+            "not grow steadily with the training-set size. " + evidence)
+
+
+def overfitting_reading(over: pd.DataFrame) -> str:
+    """Notebook 06's training-vs-test sentence from :func:`optreport.report.tables.overfitting`:
+    the range of the training − test gap over rules and schedules (with the extremes named),
+    whether every interval lies above 0, and the validation-selected epochs against the run length."""
+    ok = over[np.isfinite(over["gap_pp"].astype(float))]
+    bad = over[over["outcome"] != TRAINED]
+    out = [f"{rule_label(r['rule'])} ({r['schedule']}): {r['outcome']}" for _, r in bad.iterrows()]
+    if ok.empty:
+        return "No run trained, so no training–test gap. " + "; ".join(out)
+    def name(r) -> str:
+        return (f"{rule_label(r['rule'])} ({r['schedule']}, {100 * r['train_acc']:.1f}% training vs "
+                f"{100 * r['test_acc']:.1f}% test)")
+
+    lo, hi = ok.loc[ok["gap_pp"].idxmin()], ok.loc[ok["gap_pp"].idxmax()]
+    last = int(over["final_epoch"].max())
+    above = int((ok["gap_lo_pp"] > 0).sum())
+    text = (f"After {last} epochs, training minus test accuracy ranges from {lo['gap_pp']:+.1f} pp "
+            f"({name(lo)}) to {hi['gap_pp']:+.1f} pp ({name(hi)}); the gap's 95% interval lies above 0 for "
+            f"{above} of {len(ok)} rule–schedule pairs. The epoch of best validation accuracy averages "
+            f"{ok['val_epoch'].min():.0f}–{ok['val_epoch'].max():.0f} of {last}")
+    late = ok["val_epoch"] >= 0.9 * last
+    text += (": validation accuracy still peaks near the end, so longer training has not yet stopped helping."
+             if late.all() else
+             f"; {int((~late).sum())} of {len(ok)} peak before epoch {0.9 * last:.0f}, after which their "
+             "validation accuracy no longer improved (early stopping would have stopped there).")
+    if out:
+        text += " Did not train: " + "; ".join(out) + "."
+    return text
+
+
+__all__ += ["overfitting_reading"]
 
 
 # ----------------------------------------------------------------------------- notebook 01

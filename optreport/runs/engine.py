@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import fcntl
 import json
 import os
 import socket
@@ -106,10 +107,21 @@ _SCHEMA_LOCK = 0x6F70747265706F72  # any fixed 64-bit key: "optrepor"
 
 @contextlib.contextmanager
 def _schema_lock(url: str):
-    """On PostgreSQL, one process at a time creates Optuna's tables: workers started together on an
-    empty database otherwise race in ``CREATE TYPE``/``CREATE TABLE`` and all but one die with a
-    UniqueViolation. A session-level advisory lock, released when its connection closes (also if
-    the process dies). SQLite serialises schema creation itself."""
+    """One process at a time creates Optuna's tables: workers started together on an empty store
+    otherwise race in ``CREATE TYPE``/``CREATE TABLE``/``INSERT INTO alembic_version`` and all but
+    one die (UniqueViolation on PostgreSQL, IntegrityError on SQLite; both seen in CI). On
+    PostgreSQL a session-level advisory lock, on SQLite an exclusive ``flock`` on the database file
+    itself (independent of SQLite's own byte-range locks); both are released when their connection
+    or file closes, also if the process dies."""
+    path = _sqlite_path(url)
+    if path is not None:
+        with open(path, "ab") as fh:            # an empty file is a valid, empty SQLite database
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+        return
     if not url.startswith("postgresql"):
         yield
         return

@@ -40,7 +40,7 @@ __all__ = ["RunConfig", "code_versions", "canonical", "validate", "MODES", "DEFA
 MODES = ("single",)      # execution modes of the trainer (one model per process)
 #: fields hashed only when they differ from this value (added after runs were stored: the keys
 #: of those runs must not change)
-DEFAULT_ONLY_IF_SET = {"data_protocol": "report"}
+DEFAULT_ONLY_IF_SET = {"data_protocol": "report", "eval_size": None}
 
 
 def canonical(v):
@@ -88,6 +88,7 @@ class RunConfig:
     flush_denormal: bool = True      # subnormal floats flushed to zero while training
     mode: str = "single"             # execution mode (see MODES)
     data_protocol: str = "report"    # data protocol: report | deepobs (engine.data; keyed if not report)
+    eval_size: int | None = None     # evaluate on the first N validation and test images (quick runs; keyed if set)
 
     def __hash__(self):
         return hash(self.key)
@@ -130,7 +131,7 @@ class RunConfig:
                     batch_size=self.batch_size, seed=self.seed, max_steps=self.max_steps,
                     threads=self.threads, compile_step=self.compile_step,
                     flush_denormal=self.flush_denormal, schedule=self.schedule, n_train=self.n_train,
-                    data_protocol=self.data_protocol)
+                    data_protocol=self.data_protocol, eval_size=self.eval_size)
 
 
 def _int(name, v, lo, hi=None, *, optional=False):
@@ -158,6 +159,7 @@ def validate(cfg: RunConfig) -> None:
     _int("max_steps", cfg.max_steps, 1, optional=True)
     _int("n_train", cfg.n_train, 1, TRAIN_SIZE - cfg.val_size, optional=True)
     _int("threads", cfg.threads, 1)
+    _int("eval_size", cfg.eval_size, 1, optional=True)
     if cfg.schedule not in SCHEDULES:
         raise ValueError(f"Invalid schedule: {cfg.schedule!r} (choose from {', '.join(SCHEDULES)})")
     if cfg.mode not in MODES:
