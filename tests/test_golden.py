@@ -22,8 +22,11 @@ A version that differs from the recorded one: the test fails and asks to regener
 
     UPDATE_GOLDEN=1 pytest tests/test_golden.py        # rewrites tests/golden/*.json
 
-The numbers are those of this machine type (CPU, one thread, flush-denormal on, as training);
-CI runs on the same type.  Last, the same configuration trained in two fresh processes gives
+The numbers are those of a machine type (CPU kernel family and vendor, :func:`machine_type`; one
+thread, flush-denormal on, as training): the same code gives other bits on another type, so each
+file holds one set per machine type recorded, and a run must equal one of them. A new machine type
+(CI moved, a newcomer's laptop) fails with a message saying so: record its numbers with the
+command above once the code is known to be unchanged.  Last, the same configuration trained in two fresh processes gives
 bit-identical records (timings excluded): same key, same machine type, same numbers.
 """
 import hashlib
@@ -92,39 +95,73 @@ def _versions(**extra):
     return {**extra, "torch": torch.__version__}
 
 
+def machine_type() -> str:
+    """The CPU kernel family torch dispatches to and the CPU vendor ("AVX2 AuthenticAMD"): float
+    results of the same code differ between machine types (vectorised kernels, BLAS paths)."""
+    vendor = "unknown vendor"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("vendor_id"):
+                vendor = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{torch.backends.cpu.get_cpu_capability()} {vendor}"
+
+
+#: numbers recorded before machine types were told apart (2026-12-01): the type CI ran on then
+LEGACY = "machine type not recorded (CI's, before 2026-12-01)"
+
+
+def _sets(recorded: dict) -> dict:
+    """{machine type: numbers} of a golden file (the old one-set format read as LEGACY)."""
+    return recorded.get("machines") or {LEGACY: recorded["numbers"]}
+
+
 def check_golden(name: str, subject: str, bump: str, versions: dict, numbers: dict):
     """Compare ``numbers`` (key -> JSON value) with tests/golden/<name>.json, or record them
-    there (UPDATE_GOLDEN=1; entries of the file that this call does not compute are kept while
-    the versions are unchanged)."""
+    there (UPDATE_GOLDEN=1, under this machine's type; entries this call does not compute and other
+    machine types' numbers are kept while the versions are unchanged). The numbers must equal those
+    recorded for one machine type: a behaviour change cannot match any of them."""
     path = GOLDEN / f"{name}.json"
     recorded = json.loads(path.read_text()) if path.exists() else None
+    here = machine_type()
     if UPDATE:
-        old = recorded["numbers"] if recorded and recorded["versions"] == versions else {}
+        sets = _sets(recorded) if recorded and recorded["versions"] == versions else {}
+        sets[here] = {**sets.get(here, {}), **numbers}
         GOLDEN.mkdir(exist_ok=True)
-        path.write_text(json.dumps({"subject": subject, "versions": versions,
-                                    "numbers": {**old, **numbers}}, indent=1, sort_keys=True) + "\n")
+        path.write_text(json.dumps({"subject": subject, "versions": versions, "machines": sets},
+                                   indent=1, sort_keys=True) + "\n")
         return
     if recorded is None:
         pytest.fail(f"no golden numbers for {subject} ({path.name}): record them with {REGENERATE}")
     if recorded["versions"] != versions:
         pytest.fail(f"{subject}: golden numbers were recorded under versions {recorded['versions']}, "
-                    f"these are {versions}: regenerate with {REGENERATE}")
-    missing = sorted(set(numbers) - set(recorded["numbers"]))
-    if missing:
+                    f"these are {versions}: regenerate with {REGENERATE} (on every machine type CI may use)")
+    sets = _sets(recorded)
+    complete = {m: ns for m, ns in sets.items() if set(numbers) <= set(ns)}
+    if not complete:
+        missing = sorted(set(numbers) - set(sets.get(here, next(iter(sets.values())))))
         pytest.fail(f"{subject}: no golden numbers for {missing}: record them with {REGENERATE}")
-    changed = [k for k in numbers if recorded["numbers"][k] != numbers[k]]
-    if changed:
-        where = []
-        for k in changed[:5]:
-            a, b = recorded["numbers"][k], numbers[k]
-            if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
-                first = next(i for i, (x, y) in enumerate(zip(a, b)) if x != y)
-                where.append(f"{k} from item {first}")
-            else:
-                where.append(k)
-        pytest.fail(f"behaviour of {subject} changed ({', '.join(where)}"
-                    f"{' ...' if len(changed) > 5 else ''}): bump {subject}'s version ({bump}) "
-                    f"and regenerate with {REGENERATE}")
+    if any(all(ns[k] == v for k, v in numbers.items()) for ns in complete.values()):
+        return
+    ref_type = here if here in complete else next(iter(complete))
+    ref = complete[ref_type]
+    changed = [k for k in numbers if ref[k] != numbers[k]]
+    where = []
+    for k in changed[:5]:
+        a, b = ref[k], numbers[k]
+        if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+            first = next(i for i, (x, y) in enumerate(zip(a, b)) if x != y)
+            where.append(f"{k} from item {first}")
+        else:
+            where.append(k)
+    new_type = "" if here in sets else (f" This machine type ({here}) has no numbers of its own yet (recorded: "
+                                         f"{', '.join(sets)}); if the code did not change, record them with "
+                                         f"{REGENERATE}.")
+    pytest.fail(f"behaviour of {subject} changed against {ref_type} ({', '.join(where)}"
+                f"{' ...' if len(changed) > 5 else ''}): bump {subject}'s version ({bump}) "
+                f"and regenerate with {REGENERATE}.{new_type}")
 
 
 @pytest.fixture(autouse=True)
@@ -292,17 +329,34 @@ def test_check_golden_asks_for_a_bump_or_a_regeneration(tmp_path, monkeypatch):
     check_golden("x", "rule x", "optimizers.X.version", {"rule": 1}, {"eager/a": ["1", "2"]})
     monkeypatch.setattr(this, "UPDATE", False)
     check_golden("x", "rule x", "optimizers.X.version", {"rule": 1}, {"eager/a": ["1", "2"]})
-    with pytest.raises(pytest.fail.Exception, match=r"behaviour of rule x changed \(eager/a from item 1\): "
+    with pytest.raises(pytest.fail.Exception, match=r"behaviour of rule x changed against .* \(eager/a from item 1\): "
                        r"bump rule x's version \(optimizers.X.version\) and regenerate with UPDATE_GOLDEN=1"):
         check_golden("x", "rule x", "optimizers.X.version", {"rule": 1}, {"eager/a": ["1", "3"]})
     with pytest.raises(pytest.fail.Exception, match="recorded under versions .* regenerate with UPDATE_GOLDEN=1"):
         check_golden("x", "rule x", "optimizers.X.version", {"rule": 2}, {"eager/a": ["1", "3"]})
     with pytest.raises(pytest.fail.Exception, match="no golden numbers"):
         check_golden("y", "rule y", "optimizers.Y.version", {"rule": 1}, {"eager/a": []})
-    # regenerating under a new version drops the numbers of the old one
+    # another machine type's numbers: equal to one recorded set passes; a third set fails and says so
+    monkeypatch.setattr(this, "machine_type", lambda: "AVX512 OtherVendor")
+    with pytest.raises(pytest.fail.Exception, match=r"This machine type \(AVX512 OtherVendor\) has no numbers"):
+        check_golden("x", "rule x", "optimizers.X.version", {"rule": 1}, {"eager/a": ["1", "9"]})
+    monkeypatch.setattr(this, "UPDATE", True)
+    check_golden("x", "rule x", "optimizers.X.version", {"rule": 1}, {"eager/a": ["1", "9"]})
+    monkeypatch.setattr(this, "UPDATE", False)
+    check_golden("x", "rule x", "optimizers.X.version", {"rule": 1}, {"eager/a": ["1", "9"]})
+    check_golden("x", "rule x", "optimizers.X.version", {"rule": 1}, {"eager/a": ["1", "2"]})   # the first type's
+    with pytest.raises(pytest.fail.Exception, match="changed against AVX512 OtherVendor"):
+        check_golden("x", "rule x", "optimizers.X.version", {"rule": 1}, {"eager/a": ["1", "3"]})
+    assert len(json.loads((tmp_path / "x.json").read_text())["machines"]) == 2
+    # regenerating under a new version drops the numbers of the old one, of every machine type
     monkeypatch.setattr(this, "UPDATE", True)
     check_golden("x", "rule x", "optimizers.X.version", {"rule": 2}, {"eager/b": ["4"]})
-    assert json.loads((tmp_path / "x.json").read_text())["numbers"] == {"eager/b": ["4"]}
+    assert json.loads((tmp_path / "x.json").read_text())["machines"] == {"AVX512 OtherVendor": {"eager/b": ["4"]}}
+
+
+def test_legacy_golden_files_read_as_one_machine_type():
+    assert _sets({"numbers": {"a": 1}}) == {LEGACY: {"a": 1}}
+    assert _sets({"machines": {"T": {"a": 2}}}) == {"T": {"a": 2}}
 
 
 # --------------------------------------------------------------------------- the deepobs data protocol

@@ -287,3 +287,21 @@ def test_launcher_trains_trials_first_then_returns_the_reruns(monkeypatch, tmp_p
     # the report's launcher knows "05"
     monkeypatch.setattr(plans.results, "stored_keys", lambda d: set())
     assert plans.main(["05", "--dry-run"]) == 0
+
+
+def test_rerun_kendall_sentence_claims_only_what_p_shows():
+    row = dict(protocol_1="a", protocol_2="c", n_rules=8, tau=0.71, p=0.011)
+    assert readings.rerun_kendall_sentence(row) == ("a vs c: τ = 0.71 over 8 rules (p = 0.011); the rankings agree "
+                                                    "more than chance would.")
+    assert "reversed" in readings.rerun_kendall_sentence({**row, "tau": -0.71})
+    weak = readings.rerun_kendall_sentence({**row, "p": 0.2})
+    assert weak.endswith("not significant at α = 0.05: these 8 rules cannot show whether the two rankings agree.")
+    assert "no τ" in readings.rerun_kendall_sentence({**row, "tau": float("nan"), "p": float("nan"), "n_rules": 1})
+
+
+def test_trial_outcomes_sentence_without_bootstrap():
+    t = pd.DataFrame({"protocol": ["b", "b", "c"], "outcome": ["diverged", "trained", "trained"]})
+    text = readings.trial_outcomes_sentence(t, ["b", "c"], bootstrap=False)
+    assert text.startswith("Trials that did not train (outcomes, not missing values) — b: 1 diverged of 2; "
+                           "c: none of 1.")
+    assert "bootstrap" not in text and "bootstrap" in readings.trial_outcomes_sentence(t, ["b", "c"])

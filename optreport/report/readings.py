@@ -316,17 +316,21 @@ def outcome_counts_sentence(table: pd.DataFrame, what: str = "run") -> str:
             "and left out of the mean accuracies, not averaged in as NaN.")
 
 
-def trial_outcomes_sentence(trials: pd.DataFrame, protocols=None) -> str:
+def trial_outcomes_sentence(trials: pd.DataFrame, protocols=None, bootstrap: bool = True) -> str:
     """Per protocol, how many tuning trials did not train (``outcome`` of ``tuning.trial_table``:
-    diverged, blew up, failed to learn); they stay in the bootstrap with their (near-chance) scores."""
+    diverged, blew up, failed to learn); with ``bootstrap`` they stay in the bootstrap with their
+    (near-chance) scores, without it selection by validation passes them over."""
     parts = []
     for p in protocols or list(dict.fromkeys(trials["protocol"])):
         t = trials[trials["protocol"] == p]
         words = [f"{int((t['outcome'] == o).sum())} {o}" for o in ("diverged", "blew up", "failed to learn")
                  if (t["outcome"] == o).any()]
         parts.append(f"{p}: " + (", ".join(words) if words else "none") + f" of {len(t)}")
-    return ("Trials that did not train (outcomes, not missing values) — " + "; ".join(parts) + ". They stay in "
-            "the bootstrap: selection by validation passes them over unless a resample holds nothing better.")
+    head = "Trials that did not train (outcomes, not missing values) — " + "; ".join(parts) + ". "
+    if not bootstrap:
+        return head + "Selection by validation passes them over (a rule none of whose trials trained has no pick)."
+    return head + ("They stay in the bootstrap: selection by validation passes them over unless a resample holds "
+                   "nothing better.")
 
 
 def seed004_reading(gain_row, verdict_row, much_slower: float) -> str:
@@ -1047,6 +1051,22 @@ def kendall_sentence(row) -> str:
     if row["ci_hi"] < 0:
         return head + "the rankings are reversed more than chance would make them."
     return head + "the interval includes 0, so this budget cannot tell whether the two rankings agree."
+
+
+def rerun_kendall_sentence(row, alpha: float = 0.05) -> str:
+    """One protocol pair's Kendall τ on the reruns (a row of ``tuning.rerun_kendall``), claiming
+    agreement (or reversal) only when its p-value is below ``alpha``."""
+    n = int(row["n_rules"])
+    if not np.isfinite(row["tau"]):
+        return f"{row['protocol_1']} vs {row['protocol_2']}: fewer than 2 rules ranked under both; no τ."
+    head = f"{row['protocol_1']} vs {row['protocol_2']}: τ = {row['tau']:.2f} over {n} rules ({fmt_p(row['p'])}); "
+    if row["p"] < alpha:
+        return head + ("the rankings agree more than chance would." if row["tau"] > 0
+                       else "the rankings are reversed more than chance would make them.")
+    return head + f"not significant at α = {alpha:g}: these {n} rules cannot show whether the two rankings agree."
+
+
+__all__ += ["rerun_kendall_sentence"]
 
 
 def novel_vs_best_classic(summary: pd.DataFrame, protocol: str, novel=("gravity", "cosine")) -> str:
