@@ -258,7 +258,8 @@ def test_budget_figures():
                    for p in ("b", "c") for r in ("sgd", "adam")])
     bsf = tuning.best_so_far(t, n_boot=100)
     fig = plotting.best_so_far_figure(bsf, ["sgd", "adam"], ["b", "c"])
-    assert len(fig.axes) == 2
+    assert len(fig.axes) == 2                                   # one panel per rule, a line per protocol
+    assert [ax.get_title() for ax in fig.axes] == ["SGD", "Adam"] and len(fig.axes[0].get_lines()) == 2
     lo, hi = fig.axes[0].get_ylim()
     assert lo >= 0.6 and hi <= 0.92
     plt.close(fig)

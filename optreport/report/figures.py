@@ -812,31 +812,46 @@ def data_size_figure(runs: pd.DataFrame, vs_sgd: pd.DataFrame, rules, metric: st
 
 
 # ----------------------------------------------------------------------------- notebook 05 at a budget that can decide
+PROTOCOL_STYLES = {"a": ("#7f7f7f", ":"), "b": ("#1f77b4", "--"), "c": ("#d62728", "-")}
+
+
 def best_so_far_figure(bsf: pd.DataFrame, rules, protocols=None, *,
-                       ylabel: str = "test accuracy of the selected trial"):
-    """Choi et al.'s convergence-of-tuning figure as small multiples, one panel per protocol:
-    per rule, the expected validation-selected test accuracy of the trial chosen by validation among
-    k trials (``tuning.best_so_far``: ``protocol, rule, k, expected, lo, hi``) against k, with its
-    bootstrap band. The shared y axis is the informative band of the curves (from the lowest
-    expected value above chance + 5 pp to the highest band edge); what lies below is cut at the edge."""
+                       ylabel: str = "test accuracy of the selected trial", ncols: int = 4):
+    """Choi et al.'s convergence-of-tuning figure as small multiples, one panel per rule: per
+    protocol (one colour and line style each), the expected validation-selected test accuracy of the
+    trial chosen by validation among k trials (``tuning.best_so_far``: ``protocol, rule, k, expected,
+    lo, hi``) against k, with its bootstrap band. The shared y axis is the informative band of the
+    curves (from the lowest expected value above chance + 5 pp to the highest band edge); what lies
+    below is cut at the edge."""
     protocols = list(protocols or dict.fromkeys(bsf["protocol"]))
-    fig, axes = plt.subplots(1, len(protocols), figsize=(4.6 * len(protocols), 4.2), sharey=True, squeeze=False)
+    rules = [r for r in rules if (bsf["rule"] == r).any()] or list(rules)
+    ncols = min(ncols, len(rules))
+    nrows = -(-len(rules) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.3 * ncols, 2.9 * nrows + 0.6), sharex=True, sharey=True,
+                             squeeze=False)
     lo_edge, hi_edge = informative_band(np.r_[bsf["expected"].to_numpy(float), bsf["hi"].to_numpy(float)],
                                         pad=0.005)
-    for ax, p in zip(axes[0], protocols):
-        for rule in rules:
+    for ax, rule in zip(axes.flat, rules):
+        for p in protocols:
             c = bsf[(bsf["protocol"] == p) & (bsf["rule"] == rule)].sort_values("k")
             if c.empty:
                 continue
+            color, ls = PROTOCOL_STYLES.get(p, (None, "-"))
             band(ax, c["k"].to_numpy(), c["expected"].to_numpy(float), c["lo"].to_numpy(float),
-                 c["hi"].to_numpy(float), rule=rule, label=rule_label(rule))
-        ax.set_title(f"{p}: {PROTOCOLS.get(p, p)}", fontsize=10)
-        ax.set_xlabel("number of trials k")
+                 c["hi"].to_numpy(float), color=color, ls=ls, label=f"{p}: {PROTOCOLS.get(p, p)}")
+        ax.set_title(rule_label(rule), color=rule_color(rule), fontsize=10)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylim(lo_edge, hi_edge)
-    axes[0][0].set_ylabel(f"{ylabel}\n(expected over k of the K trials; 95% bootstrap band)")
-    axes[0][-1].legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
+    for ax in axes.flat[len(rules):]:
+        ax.set_visible(False)
+    for ax in axes[-1]:
+        ax.set_xlabel("number of trials k")
+    for row in axes:
+        row[0].set_ylabel("test accuracy (fraction)")
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(protocols), fontsize=8, frameon=False)
+    fig.suptitle(f"{ylabel.capitalize()} among k of the K trials (expected value, 95% bootstrap band)", fontsize=11)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
     return fig
 
 
