@@ -118,3 +118,18 @@ def test_overfitting_reading_names_the_extremes_and_the_peaks():
     assert "still peaks near the end" in late
     mixed = _over([2.0, np.nan], [95, np.nan], outcomes={1: "diverged"})
     assert "Did not train: Momentum (constant): diverged." in readings.overfitting_reading(mixed)
+
+
+def test_gravity_schedule_answer():
+    t = _rows([("gravity (constant)", 0.2, "sgd (cosine)", 0.1, 100, -0.1, "equivalent"),
+               ("gravity (cosine)", 0.2, "gravity (constant)", 0.2, 100, 0.1, "equivalent"),
+               ("sgd (cosine)", 0.1, "sgd (constant)", 0.1, 100, 0.9, "better")]).assign(margin_pp=0.5)
+    text = readings.gravity_schedule_answer(t)
+    assert text.startswith("**Yes.** Gravity with a constant lr vs SGD with cosine decay: -0.10 pp, equivalent")
+    assert text.endswith("Adding cosine decay changes Gravity +0.10 pp, equivalent and SGD +0.90 pp, better.")
+    worse = readings.gravity_schedule_answer(t.assign(verdict=["worse", "equivalent", "better"],
+                                                      diff_pp=[-1, 0.1, 0.9]))
+    assert worse.startswith("**No.**")
+    unsure = readings.gravity_schedule_answer(t.assign(verdict=["inconclusive", "equivalent", "better"]))
+    assert unsure.startswith("**Not decided.**") and "≥ 0.8 pp" in unsure
+    assert "not compared" in readings.gravity_schedule_answer(t.iloc[1:])

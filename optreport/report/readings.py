@@ -506,6 +506,44 @@ def size_answer(table: pd.DataFrame, full: str = "all data") -> str:
             "not grow steadily with the training-set size. " + evidence)
 
 
+def gravity_schedule_answer(table: pd.DataFrame) -> str:
+    """Notebook 06's "does Gravity's built-in decay match an explicit schedule?", from the rows of
+    its schedule comparisons (arms labelled "rule (schedule)"): Gravity with a constant lr against
+    SGD with cosine decay, and what adding cosine decay does to Gravity and to SGD."""
+    def row(a, b):
+        r = table[(table["a"] == a) & (table["b"] == b)]
+        return r.iloc[0] if len(r) else None
+
+    cross = row("gravity (constant)", "sgd (cosine)")
+    if cross is None:
+        return "Gravity with a constant lr was not compared with SGD under cosine decay."
+    v = cross["verdict"]
+    what = f"Gravity with a constant lr vs SGD with cosine decay: {_short(cross)}"
+    if v == "equivalent":
+        head = f"**Yes.** {what} (within ±{cross['margin_pp']:g} pp): the built-in decay does what the schedule does."
+    elif v == "better":
+        head = f"**More than matches.** {what}: the built-in decay beats the explicit schedule."
+    elif v == "worse":
+        head = f"**No.** {what}: the built-in decay does not replace an explicit schedule."
+    elif v == "inconclusive":
+        mde = cross["mde_pp"]
+        head = (f"**Not decided.** {what}" + (f" (only differences of ≥ {mde:.1f} pp were detectable)"
+                                              if np.isfinite(mde) else "") + ".")
+    else:
+        head = f"**Not compared.** {what}."
+    parts = []
+    for rule in ("gravity", "sgd"):
+        r = row(f"{rule} (cosine)", f"{rule} (constant)")
+        if r is not None:
+            parts.append(f"{rule_label(rule)} {_short(r)}")
+    if parts:
+        head += " Adding cosine decay changes " + " and ".join(parts) + "."
+    return head
+
+
+__all__ += ["gravity_schedule_answer"]
+
+
 def overfitting_reading(over: pd.DataFrame) -> str:
     """Notebook 06's training-vs-test sentence from :func:`optreport.report.tables.overfitting`:
     the range of the training − test gap over rules and schedules (with the extremes named),
