@@ -62,6 +62,7 @@ bench: setup data
 	$(PY) -m optreport.report --only 04 --measure
 	$(PY) benchmarks/bench_optimizers.py
 	$(PY) benchmarks/bench_trainer.py
+	$(PY) benchmarks/bench_fastpath.py
 	$(PY) benchmarks/bench_throughput.py --csv results/bench_throughput.csv
 
 clean-quick:

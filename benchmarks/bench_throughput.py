@@ -7,7 +7,8 @@
 What is measured is what the report's sweep does: one worker process per core (multiprocessing
 'spawn'), one torch thread each, each worker training with the real trainer
 (``optreport.engine.train.train``: the rule's compiled step, denormals flushed, the MLP at batch
-64) and evaluating validation (5,000) and test (10,000) images after the epoch, as the trainer
+64, its hand-written backward of ``engine.fastpath``; ``--autograd`` trains with autograd
+instead) and evaluating validation (5,000) and test (10,000) images after the epoch, as the trainer
 does after every epoch. All workers train the same rule at the same time (a barrier lines them
 up), so each competes with the others for memory bandwidth and caches as in the sweep. Before
 its timed run each worker trains a few warm-up steps of the rule (not timed: the compiled step
@@ -75,6 +76,18 @@ WARMUP_EVAL = 256           # images of the warm-up's evaluation (its time is th
 QUICK_STEPS = 60            # steps timed per rule with --quick
 BARRIER_TIMEOUT = 1800.0    # s a worker waits for the others before giving up
 LAST_LINE = "max ratio to the GEMM bound: {ratio:.2f} ({rule})"
+
+
+def cpu_name() -> str:
+    """The CPU's model name ("AMD EPYC", from /proc/cpuinfo; the platform's processor elsewhere):
+    the GEMM bound and every ratio depend on it."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 # ----------------------------------------------------------------------------- GEMM bound
@@ -198,21 +211,23 @@ def _small_eval(data, n: int = WARMUP_EVAL):
                                test_x=data.test_x[:n], test_y=data.test_y[:n])
 
 
-def warm_up(rule: str, data, steps: int = WARMUP_STEPS, hparams: dict | None = None, seed: int = 0) -> float:
+def warm_up(rule: str, data, steps: int = WARMUP_STEPS, hparams: dict | None = None, seed: int = 0,
+            fast_path: bool = True) -> float:
     """Untimed: ``steps`` steps of ``rule`` with the trainer (compiles the rule's step in this
     process); returns the seconds it took."""
     t = time.perf_counter()
     train("mlp", rule, hparams or {}, data=_small_eval(data), epochs=1, batch_size=BATCH, seed=seed,
-          max_steps=steps, threads=1, compile_step=True, flush_denormal=True)
+          max_steps=steps, threads=1, compile_step=True, flush_denormal=True, fast_path=fast_path)
     return time.perf_counter() - t
 
 
-def measure_rule(rule: str, data, steps: int | None = None, hparams: dict | None = None, seed: int = 0) -> dict:
+def measure_rule(rule: str, data, steps: int | None = None, hparams: dict | None = None, seed: int = 0,
+                 fast_path: bool = True) -> dict:
     """One timed run of the real trainer: ``steps`` steps (None: the whole epoch) and the
     evaluation the trainer does after the epoch, one thread. Returns the record's timings and
     the seconds of one epoch (the steps' time scaled to the epoch's steps, plus the evaluation)."""
     rec = train("mlp", rule, hparams or {}, data=data, epochs=1, batch_size=BATCH, seed=seed,
-                max_steps=steps, threads=1, compile_step=True, flush_denormal=True)
+                max_steps=steps, threads=1, compile_step=True, flush_denormal=True, fast_path=fast_path)
     e = rec["epochs"][0]
     if not rec["config"].get("compiled_step", False):
         raise RuntimeError(f"{rule}: the trainer did not use a compiled step")
@@ -244,9 +259,9 @@ def worker_main(wid: int, opts: dict, barrier, out) -> None:
         g = gemm_bound(ops, opts["gemm_reps"], opts["gemm_block"])
         out.put(("gemm", wid, [(dataclasses.asdict(op), t) for op, t in g["ops"]]))
         for rule in opts["rules"]:
-            warm = warm_up(rule, data, opts["warmup"], seed=wid)
+            warm = warm_up(rule, data, opts["warmup"], seed=wid, fast_path=opts.get("fast_path", True))
             barrier.wait(BARRIER_TIMEOUT)
-            res = measure_rule(rule, data, opts["steps"], seed=wid)
+            res = measure_rule(rule, data, opts["steps"], seed=wid, fast_path=opts.get("fast_path", True))
             res.update(worker=wid, warmup_seconds=warm)
             out.put(("rule", wid, res))
         out.put(("done", wid, None))
@@ -387,6 +402,9 @@ def parse_args(argv=None):
                     help=f"untimed warm-up steps per rule and worker (default {WARMUP_STEPS}; "
                          f"{QUICK_WARMUP} with --quick)")
     ap.add_argument("--data", default=None, help="folder of the IDX files (default: the trainer's search)")
+    ap.add_argument("--autograd", action="store_true",
+                    help="train with autograd instead of the trainer's hand-written MLP backward "
+                         "(engine.fastpath; same numbers), to measure what the fast path saves")
     ap.add_argument("--val-size", type=int, default=None, help="validation images (default: the trainer's 5000)")
     a = ap.parse_args(argv)
     a.rules = [r.strip() for r in a.rules.split(",") if r.strip()]
@@ -409,7 +427,7 @@ def parse_args(argv=None):
 def main(argv=None) -> int:
     a = parse_args(argv)
     opts = dict(rules=a.rules, steps=a.steps, warmup=a.warmup, data_dir=a.data, val_size=a.val_size,
-                gemm_reps=5 if a.quick else 9, gemm_block=0.005 if a.quick else 0.02)
+                fast_path=not a.autograd, gemm_reps=5 if a.quick else 9, gemm_block=0.005 if a.quick else 0.02)
     cores = os.cpu_count() or 1
     print(f"bench_throughput: torch {torch.__version__}, {cores} CPUs, load average "
           f"{os.getloadavg()[0]:.2f} before start (other processes share this machine: ratios inflate with load)",
@@ -444,6 +462,8 @@ def main(argv=None) -> int:
           f"timed with optreport.engine.train.train (batch {BATCH}, compiled step, flush_denormal) scaled to an epoch "
           f"of {spe} steps, plus the trainer's evaluation of {info['n_val']} validation + {info['n_test']} test images "
           f"(EVAL_BATCH {EVAL_BATCH}); data {info['source']} ({info['n_train']} training images)")
+    print("training: " + ("autograd (--autograd)" if a.autograd else "the trainer's fast path (engine.fastpath)"),
+          flush=True)
     print(f"GEMM timing: torch.mm(out=) on preallocated operands, 1 thread per worker, all workers at once, median of "
           f"{opts['gemm_reps']} blocks of >= {opts['gemm_block'] * 1e3:.0f} ms per multiply")
     print(f"load average during the run: {statistics.fmean(load) if load else os.getloadavg()[0]:.2f} "
@@ -453,7 +473,8 @@ def main(argv=None) -> int:
     print()
     if a.csv:
         stamp = {"measured_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-                 "machine": f"{platform.processor() or platform.machine()}, {cores} CPUs, torch {torch.__version__}",
+                 "machine": f"{cpu_name()} ({torch.backends.cpu.get_cpu_capability()}), {cores} CPUs, "
+                            f"torch {torch.__version__}",
                  "load_average": round(statistics.fmean(load) if load else os.getloadavg()[0], 2)}
         write_csv(a.csv, [{**r, **stamp} for r in rows])
         print(f"table written to {a.csv}")

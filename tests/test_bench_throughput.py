@@ -127,3 +127,20 @@ def test_script_fails_loudly(tmp_path):
                            "--data", str(tmp_path)], cwd=REPO, capture_output=True, text=True)
     assert proc.returncode != 0
     assert "worker 0 failed" in proc.stderr and "DataNotFoundError" in proc.stderr
+
+
+def test_bench_fastpath_pairs_and_summary(fixture_dir, capsys):
+    fast_bench = importlib.import_module("bench_fastpath")
+    assert fast_bench.main(["--rules", "sgd", "--pairs", "2", "--steps", "3", "--data", str(fixture_dir),
+                            "--val-size", "100"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    rows = [line for line in out if line.startswith("sgd ") and len(line.split()) == 5]
+    assert len(rows) == 2
+    for line in rows:
+        _, _, fast, slow, ratio = line.split()
+        assert abs(float(fast) / float(slow) - float(ratio)) < 2e-3
+    summary = r"sgd: fast path / autograd, median ratio \d\.\d{3}; the fast path was faster in [012] of 2 pairs"
+    assert re.fullmatch(summary, out[-1])
+    for bad in (["--rules", "nope"], ["--pairs", "0"], ["--steps", "0"]):
+        with pytest.raises(SystemExit):
+            fast_bench.main(bad)

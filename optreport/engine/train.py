@@ -8,8 +8,10 @@ Speed (see benchmarks/bench_trainer.py for the measurements). The whole training
 memory as one tensor; each epoch draws a permutation from a seeded torch.Generator and a batch
 is an index into it. Per step the loop does no host synchronisation: the batch loss and the
 number of correct predictions are written into preallocated tensors and read once per epoch,
-and divergence is checked every ``check_every`` steps (one sync per check). Gradients are
-released with ``zero_grad(set_to_none=True)`` (no memset; the next backward writes them fresh).
+and divergence is checked every ``check_every`` steps (one sync per check). The MLPs (Linear/ReLU
+stacks) take their forward and backward from engine.fastpath: the calls autograd would make, in
+its layouts, with no graph and no fresh tensors per step -- the same numbers, bit for bit.
+Other models use autograd and release gradients with ``zero_grad(set_to_none=True)``.
 ``torch.compile`` of the model is available (``compile=True``) but off by default: for this
 small MLP it did not pay on our 2-core CPU; if compiling fails the trainer falls back to eager.
 
@@ -36,6 +38,7 @@ from tqdm.auto import tqdm
 
 from optimizers import OPTIMIZERS, RuleOptimizer
 from optreport.engine.data import DEEPOBS_VAL_SIZE, PROTOCOLS, load_fashion_mnist
+from optreport.engine.fastpath import LinearStack
 from optreport.engine.models import build_model
 
 __all__ = ["TRAINER_VERSION", "SCHEDULES", "train", "train_subset", "scheduled_lr", "evaluate", "json_safe",
@@ -171,7 +174,7 @@ def train(model: str = "mlp", rule: str = "sgd", hparams: dict | None = None, *,
           callback=None, progress: bool = False, threads: int | None = None,
           compile: bool = False, compile_step: bool = True, check_every: int = CHECK_EVERY,
           flush_denormal: bool = True, schedule: str = "constant", n_train: int | None = None,
-          data_protocol: str = "report", eval_size: int | None = None) -> dict:
+          data_protocol: str = "report", eval_size: int | None = None, fast_path: bool = True) -> dict:
     """Train ``model`` with update rule ``rule`` and return a JSON-serialisable record.
 
     model:       name in models.MODELS.
@@ -206,6 +209,9 @@ def train(model: str = "mlp", rule: str = "sgd", hparams: dict | None = None, *,
     data_protocol: "report" or "deepobs" (see optreport.engine.data); ``data`` must have been
                  loaded with the same protocol (and, for deepobs, the same batch size). Echoed
                  in the record's config only when it is not "report".
+    fast_path:   train a Linear/ReLU stack (mlp, small_mlp) with the hand-written forward and
+                 backward of engine.fastpath (the same numbers as autograd, bit for bit; faster);
+                 False, or any other model, or ``compile``: autograd.
     eval_size:   evaluate on the first ``eval_size`` validation and test images only (quick runs
                  of a costly model); None: all of them. Echoed in the record's config when set.
 
@@ -253,6 +259,7 @@ def train(model: str = "mlp", rule: str = "sgd", hparams: dict | None = None, *,
         optimizer = make_optimizer(rule, net.parameters(), hparams, compile_step)
         config["compiled_step"] = bool(optimizer.param_groups[0].get("compiled", False))
         forward = _compiled(net) if compile else net
+        stack = LinearStack.of(net) if fast_path and not compile else None
         x_all, y_all = data.train_x, data.train_y
         if subset is not None:
             x_all, y_all = x_all[subset], y_all[subset]
@@ -283,11 +290,14 @@ def train(model: str = "mlp", rule: str = "sgd", hparams: dict | None = None, *,
             t_epoch = time.perf_counter()
             for i in range(n_steps):
                 idx = perm[i * batch_size:(i + 1) * batch_size]
-                xb, yb = x_all[idx], y_all[idx]
-                out = forward(xb)
-                loss = F.cross_entropy(out, yb)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                if stack is not None:         # autograd's numbers without autograd (engine.fastpath)
+                    out, yb, loss = stack.step(x_all, y_all, idx)
+                else:
+                    xb, yb = x_all[idx], y_all[idx]
+                    out = forward(xb)
+                    loss = F.cross_entropy(out, yb)
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
                 if schedule != "constant":
                     for g, base in zip(optimizer.param_groups, lr0):
                         g["lr"] = scheduled_lr(base, schedule, step, total_steps)

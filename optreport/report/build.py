@@ -519,6 +519,7 @@ def cost_markdown(results_dir: Path, workers: int = 2) -> str:
     if bench.exists():
         b = pd.read_csv(bench)
         when = f" on {b['measured_utc'].iloc[0]}" if "measured_utc" in b.columns else ""
+        when += f", {b['machine'].iloc[0]}" if "machine" in b.columns else ""
         lines += ["", f"Throughput (`benchmarks/bench_throughput.py`{when}, {int(b['workers'].iloc[0])} workers × 1 "
                   f"thread, evaluation included): seconds per epoch per worker and the ratio to the GEMM bound, "
                   f"the model's own matrix multiplies timed in the same run ({b['gemm_bound_s'].iloc[0]:.2f} "
