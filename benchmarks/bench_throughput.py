@@ -50,7 +50,6 @@ import datetime
 import math
 import multiprocessing
 import os
-import platform
 import queue as queue_mod
 import statistics
 import sys
@@ -65,6 +64,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from optimizers import OPTIMIZERS
+from optreport.analysis.costs import cpu_name
 from optreport.engine.data import load_fashion_mnist
 from optreport.engine.models import build_model
 from optreport.engine.train import EVAL_BATCH, train
@@ -76,18 +76,6 @@ WARMUP_EVAL = 256           # images of the warm-up's evaluation (its time is th
 QUICK_STEPS = 60            # steps timed per rule with --quick
 BARRIER_TIMEOUT = 1800.0    # s a worker waits for the others before giving up
 LAST_LINE = "max ratio to the GEMM bound: {ratio:.2f} ({rule})"
-
-
-def cpu_name() -> str:
-    """The CPU's model name ("AMD EPYC", from /proc/cpuinfo; the platform's processor elsewhere):
-    the GEMM bound and every ratio depend on it."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 # ----------------------------------------------------------------------------- GEMM bound

@@ -14,7 +14,7 @@ import torch
 from optimizers import OPTIMIZERS
 from optreport.analysis import costs
 from optreport.report import figures as plotting
-from optreport.report import tables
+from optreport.report import readings, tables
 
 
 def _params():
@@ -205,3 +205,66 @@ def test_stored_measurement_is_data_not_a_render_side_effect(tmp_path):
     assert {"machine", "measured_utc"} <= set(first.columns)
     costs.stored_measurement(path, measure, remeasure=True)
     assert len(calls) == 2
+
+
+@pytest.mark.parametrize("rule", sorted(OPTIMIZERS))
+def test_step_arrays_count_the_rules_own_state(rule):
+    """3 arrays (parameter read and written, gradient read) + 2 per parameter-sized state buffer
+    (+1 for Gravity's second pass over the gradient): checked against the state the rule keeps."""
+    p = torch.nn.Parameter(torch.randn(7, 5))
+    p.grad = torch.randn_like(p)
+    opt = OPTIMIZERS[rule]([p], lr=0.01)
+    opt.step()
+    buffers = sum(1 for v in opt.state[p].values() if torch.is_tensor(v) and v.shape == p.shape)
+    assert costs.STEP_ARRAYS[rule] == 3 + 2 * buffers + (rule == "gravity")
+    assert costs.step_bytes_per_param(rule) == 4 * costs.STEP_ARRAYS[rule]
+    assert costs.step_bytes_per_param(rule, itemsize=8) == 8 * costs.STEP_ARRAYS[rule]
+
+
+def test_step_bytes_unknown_rule():
+    with pytest.raises(ValueError, match="Unknown rule"):
+        costs.step_bytes_per_param("lion")
+
+
+def test_stream_bandwidth_positive_and_validated():
+    assert costs.stream_bandwidth(10_000, repeats=2, inner=2) > 0
+    with pytest.raises(ValueError, match="repeats/inner"):
+        costs.stream_bandwidth(10, repeats=0)
+
+
+def test_step_modes_table_and_its_reading_and_figure():
+    old = torch.get_num_threads()
+    t = costs.step_modes_table(["sgd", "adam"], "small_mlp", repeats=2, inner=2, threads=1)
+    assert torch.get_num_threads() == old
+    assert list(t.columns) == costs.STEP_MODES_COLUMNS and list(t["rule"]) == ["sgd", "adam"]
+    n = 52_650                                               # small_mlp's parameters
+    assert t["mb_per_step"].tolist() == pytest.approx([12 * n / 1e6, 28 * n / 1e6])
+    assert t["state_buffers"].tolist() == [0, 2]
+    for r in t.itertuples():
+        assert r.floor_us == pytest.approx(r.mb_per_step * 1e6 / (r.bandwidth_gb_s * 1e9) * 1e6)
+        assert r.compiled_vs_floor == pytest.approx(r.compiled_us / r.floor_us)
+        assert r.eager_vs_floor == pytest.approx(r.eager_us / r.floor_us)
+        assert r.compiled_vs_eager == pytest.approx(r.compiled_us / r.eager_us)
+        assert r.eager_us > 0 and r.compiled_us > 0
+    fig = plotting.step_modes_figure(t)
+    assert fig.axes[0].get_xscale() == "log" and fig.axes[0].get_xlabel().startswith("µs per optimizer step")
+    plt.close(fig)
+
+
+def test_step_modes_reading_says_what_the_table_says():
+    t = pd.DataFrame({"rule": ["sgd", "adam", "gravity"], "mb_per_step": [8.0, 18.8, 10.7],
+                      "floor_us": [250.0, 590.0, 335.0], "eager_us": [350.0, 9400.0, 1000.0],
+                      "compiled_us": [520.0, 2400.0, 800.0], "bandwidth_gb_s": [32.0] * 3, "threads": [1] * 3})
+    t["compiled_vs_eager"] = t["compiled_us"] / t["eager_us"]
+    t["eager_vs_floor"] = t["eager_us"] / t["floor_us"]
+    t["compiled_vs_floor"] = t["compiled_us"] / t["floor_us"]
+    s = readings.step_modes_reading(t)
+    assert "8.0 MB per step (SGD" in s and "18.8 MB (Adam: two state buffers more)" in s
+    assert "32.0 GB/s" in s and "250–590 µs" in s
+    assert "2.1× (SGD) to 4.1× (Adam)" in s                       # compiled over the floor
+    assert "eager ones 1.4× to 15.9×" in s
+    assert "Compiling makes 2 of 3 steps faster (most Adam: 3.9× faster), and SGD (1.49× the eager time) slower." in s
+    t["compiled_us"] = t["eager_us"] * 2
+    t["compiled_vs_eager"] = 2.0
+    t["compiled_vs_floor"] = t["compiled_us"] / t["floor_us"]
+    assert readings.step_modes_reading(t).endswith("Compiling makes no step faster here.")

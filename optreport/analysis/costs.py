@@ -46,7 +46,8 @@ from optreport.engine.models import build_model
 from optreport.runs.results import last_epoch
 
 __all__ = ["state_bytes", "state_bytes_per_param", "make_optimizer", "step_time_us",
-           "step_time_table", "machine_info", "best_lr", "clean_epochs", "epoch_costs", "final_accuracy",
+           "step_time_table", "step_modes_table", "step_bytes_per_param", "stream_bandwidth", "STEP_ARRAYS",
+           "machine_info", "best_lr", "clean_epochs", "epoch_costs", "final_accuracy",
            "time_to_target", "accuracy_vs_time", "accuracy_at_time", "run_times", "gain_family", "gain_vs_cost",
            "range_ci"]
 
@@ -109,9 +110,20 @@ def state_bytes_per_param(rule: str, model: str = "mlp", hparams: dict | None = 
 
 
 # ----------------------------------------------------------------------------- time
+def cpu_name() -> str:
+    """The CPU's model name from /proc/cpuinfo ("AMD EPYC"), else the platform's processor."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def machine_info() -> dict:
     """Where a timing ran: OS, CPU, Python/torch versions and torch's thread counts."""
-    return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+    return {"platform": platform.platform(), "processor": cpu_name(),
             "cpu_count": os.cpu_count(), "python": platform.python_version(),
             "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
             "torch_interop_threads": torch.get_num_interop_threads()}
@@ -180,11 +192,15 @@ def step_time_table(rules, model: str = "mlp", batch_size: int = 64, repeats: in
 
 
 def _interleaved_step_times(rules, model, batch_size, repeats, inner, warmup, seed, hparams):
+    """``rules``: rule names (with ``hparams`` {rule: kwargs}) or a dict {label: (rule, kwargs)}
+    of contenders; one row per rule or label (in the ``rule`` column)."""
     loss_fn = nn.CrossEntropyLoss()
+    contenders = rules if isinstance(rules, dict) else {r: (r, hparams.get(r)) for r in rules}
+    rules = list(contenders)
     setups = {}
-    for r in rules:
+    for r, (rule, kw) in contenders.items():
         net, x, y = _model_and_batch(model, batch_size, seed)
-        setups[r] = (net, make_optimizer(r, net.parameters(), hparams.get(r)), x, y)
+        setups[r] = (net, make_optimizer(rule, net.parameters(), kw), x, y)
     clock = time.perf_counter_ns
 
     def one_step(r):
@@ -213,6 +229,84 @@ def _interleaved_step_times(rules, model, batch_size, repeats, inner, warmup, se
                      "fwd_bwd_us": f_us, "step_share": s_us / (s_us + f_us),
                      "repeats": repeats, "inner": inner, "threads": torch.get_num_threads()})
     return pd.DataFrame(rows)
+
+
+# ----------------------------------------------------------------------------- algorithm vs implementation
+#: Parameter-sized fp32 arrays one step of each rule must read and write at the least: the
+#: parameter (read, write), the gradient (read) and every state buffer of the parameter's size
+#: (read, write); Gravity reads the gradient twice (its global norm must be complete before any
+#: parameter moves). Cosine's per-row cosine reads a row of m and g that the update then reuses
+#: while it is in cache, so it needs no extra pass.
+STEP_ARRAYS = {"sgd": 3, "momentum": 5, "nag": 5, "adagrad": 5, "rmsprop": 5, "adadelta": 7,
+               "adam": 7, "nadam": 7, "adamw": 7, "gravity": 4, "cosine": 5}
+
+
+def step_bytes_per_param(rule: str, itemsize: int = 4) -> int:
+    """Bytes one optimizer step of ``rule`` must move per parameter (:data:`STEP_ARRAYS` x itemsize):
+    what the algorithm costs, whatever the implementation."""
+    if rule not in STEP_ARRAYS:
+        raise ValueError(f"Unknown rule: {rule!r} (choose from {', '.join(STEP_ARRAYS)})")
+    return STEP_ARRAYS[rule] * itemsize
+
+
+def stream_bandwidth(numel: int, repeats: int = 7, inner: int = 20) -> float:
+    """Bytes per second of ``c = a + s * b`` (``torch.add(..., out=)``) on three fp32 arrays of
+    ``numel`` elements, in the current thread setting: the speed at which a step that streams
+    parameter-sized arrays can move them. Median over ``repeats`` rounds of ``inner`` calls."""
+    if repeats < 1 or inner < 1:
+        raise ValueError(f"Invalid repeats/inner: {repeats}/{inner}")
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(numel, generator=g), torch.randn(numel, generator=g)
+    c = torch.empty(numel)
+    for _ in range(3):
+        torch.add(a, b, alpha=-0.01, out=c)
+    rounds = []
+    for _ in range(repeats):
+        t = time.perf_counter_ns()
+        for _ in range(inner):
+            torch.add(a, b, alpha=-0.01, out=c)
+        rounds.append((time.perf_counter_ns() - t) / inner)
+    return 3 * 4 * numel / (statistics.median(rounds) * 1e-9)
+
+
+STEP_MODES_COLUMNS = ["rule", "state_buffers", "mb_per_step", "floor_us", "eager_us", "compiled_us",
+                      "compiled_vs_eager", "eager_vs_floor", "compiled_vs_floor", "bandwidth_gb_s",
+                      "repeats", "inner", "threads"]
+
+
+def step_modes_table(rules, model: str = "mlp", batch_size: int = 64, repeats: int = 7, *,
+                     inner: int = 20, warmup: int = 5, threads: int = 1, seed: int = 0) -> pd.DataFrame:
+    """What each rule's step costs by algorithm and by implementation, measured in one run.
+
+    µs per ``optimizer.step()`` of every rule run eagerly (``compiled=False``: the formula as
+    written, the reference) and compiled (``compiled=True``: what the trainer runs), all
+    contenders interleaved round by round as in :func:`step_time_table`; the bytes the algorithm
+    must move per step (:func:`step_bytes_per_param` x the model's parameters) and the time they
+    take at the streaming bandwidth measured in the same run (:func:`stream_bandwidth`, arrays of
+    the model's size): ``floor_us``. ``*_vs_floor`` is an implementation's time over that floor."""
+    rules = list(rules)
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with trainer.denormals_flushed(True):
+            labels = {f"{r}|{m}": (r, {"compiled": m == "compiled"}) for r in rules for m in ("eager", "compiled")}
+            t = _interleaved_step_times(labels, model, batch_size, repeats, inner, warmup, seed, {})
+            n_params = sum(p.numel() for p in build_model(model, seed).parameters())
+            bw = stream_bandwidth(n_params, repeats, inner)
+    finally:
+        torch.set_num_threads(old)
+    t = t.set_index("rule")
+    rows = []
+    for r in rules:
+        nbytes = step_bytes_per_param(r) * n_params
+        floor = nbytes / bw * 1e6
+        eager, compiled = t.loc[f"{r}|eager", "step_us"], t.loc[f"{r}|compiled", "step_us"]
+        rows.append({"rule": r, "state_buffers": (STEP_ARRAYS[r] - 3 - (r == "gravity")) // 2,
+                     "mb_per_step": nbytes / 1e6, "floor_us": floor, "eager_us": eager, "compiled_us": compiled,
+                     "compiled_vs_eager": compiled / eager, "eager_vs_floor": eager / floor,
+                     "compiled_vs_floor": compiled / floor, "bandwidth_gb_s": bw / 1e9,
+                     "repeats": repeats, "inner": inner, "threads": threads})
+    return pd.DataFrame(rows, columns=STEP_MODES_COLUMNS)
 
 
 # ----------------------------------------------------------------------------- sweep records

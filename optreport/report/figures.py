@@ -507,6 +507,29 @@ def step_time_figure(bench: pd.DataFrame, model: str, batch_size: int):
     return fig
 
 
+def step_modes_figure(modes: pd.DataFrame):
+    """Per rule: µs per optimizer step eager and compiled beside the time the algorithm's minimum
+    memory traffic takes at the measured bandwidth (``modes`` from
+    :func:`optreport.analysis.costs.step_modes_table`); a dot plot on a log scale (the rules span
+    ~10x), a line from the floor to the slower implementation."""
+    fig, ax = plt.subplots(figsize=(7.5, 5.6))
+    y = np.arange(len(modes))
+    ax.hlines(y, modes["floor_us"], modes[["eager_us", "compiled_us"]].max(axis=1), color="#d9d9d9", lw=2, zorder=1)
+    marks = [("floor_us", "the algorithm's memory traffic at the measured bandwidth (floor)", "|", "#525252", 14),
+             ("compiled_us", "compiled step (what training runs)", "o", "#2c7fb8", 7),
+             ("eager_us", "eager step (the formula as written)", "s", "#f46d43", 6)]
+    for col, label, marker, color, size in marks:
+        ax.plot(modes[col], y, ls="none", marker=marker, color=color, ms=size, mew=2, label=label, zorder=2)
+    ax.set_yticks(y, [rule_label(r) for r in modes["rule"]])
+    ax.invert_yaxis()
+    ax.set_xscale("log")
+    ax.set_xlabel(f"µs per optimizer step (median round, {int(modes['threads'].iloc[0])} thread; log scale)")
+    ax.set_title("One optimizer step: algorithm vs implementation")
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=1, frameon=False)
+    fig.tight_layout()
+    return fig
+
+
 def epoch_seconds_figure(epoch_cost: pd.DataFrame):
     """Training seconds per epoch per rule at its best lr, split into the optimizer step and
     the rest, with a 95% CI over runs (``epoch_cost`` from :func:`optreport.report.tables.epoch_cost`)."""

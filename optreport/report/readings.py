@@ -1125,3 +1125,34 @@ def novel_vs_best_classic(summary: pd.DataFrame, protocol: str, novel=("gravity"
         return head + "its whole interval lies above the classic rule's."
     return head + ("the intervals overlap, and single unpaired trials cannot decide between them "
                    "(the reruns at 5 seeds of the larger budget will).")
+
+
+def step_modes_reading(modes: pd.DataFrame) -> str:
+    """What notebook 04's algorithm-vs-implementation table says (``modes`` from
+    :func:`optreport.analysis.costs.step_modes_table`): the bytes each algorithm must move, the
+    time that takes at the measured bandwidth, how far the eager and compiled steps are above it,
+    and which rules compiling helps or slows."""
+    m = modes.set_index("rule")
+    lo, hi = m["mb_per_step"].idxmin(), m["mb_per_step"].idxmax()
+    heavy = [rule_label(r) for r in m.index if m.loc[r, "mb_per_step"] == m.loc[hi, "mb_per_step"]]
+    comp, eag = m["compiled_vs_floor"], m["eager_vs_floor"]
+    faster = m[m["compiled_vs_eager"] < 1]
+    slower = m[m["compiled_vs_eager"] >= 1]
+    out = (f"The algorithms must move {m.loc[lo, 'mb_per_step']:.1f} MB per step ({rule_label(lo)}: parameters "
+           f"read and written, gradients read) to {m.loc[hi, 'mb_per_step']:.1f} MB ({', '.join(heavy)}: two "
+           f"state buffers more); at the {m['bandwidth_gb_s'].iloc[0]:.1f} GB/s measured in the same run that is "
+           f"{m['floor_us'].min():.0f}–{m['floor_us'].max():.0f} µs. The compiled steps take "
+           f"{comp.min():.1f}× ({rule_label(comp.idxmin())}) to {comp.max():.1f}× ({rule_label(comp.idxmax())}) "
+           f"that time and the eager ones {eag.min():.1f}× to {eag.max():.1f}×: the rest is the implementation "
+           "(Python and dispatch per step, extra passes over memory), not the algorithm.")
+    if len(faster):
+        best = faster["compiled_vs_eager"].idxmin()
+        out += (f" Compiling makes {len(faster)} of {len(m)} steps faster (most {rule_label(best)}: "
+                f"{1 / faster.loc[best, 'compiled_vs_eager']:.1f}× faster)")
+        if len(slower):
+            out += (", and " + ", ".join(f"{rule_label(r)} ({slower.loc[r, 'compiled_vs_eager']:.2f}× the eager time)"
+                                         for r in slower.index) + " slower")
+        out += "."
+    else:
+        out += " Compiling makes no step faster here."
+    return out
