@@ -226,10 +226,14 @@ def test_step_bytes_unknown_rule():
         costs.step_bytes_per_param("lion")
 
 
-def test_stream_bandwidth_positive_and_validated():
-    assert costs.stream_bandwidth(10_000, repeats=2, inner=2) > 0
-    with pytest.raises(ValueError, match="repeats/inner"):
-        costs.stream_bandwidth(10, repeats=0)
+def test_stream_update_moves_each_parameter_by_its_gradient():
+    p = torch.nn.Parameter(torch.ones(4, 3))
+    p.grad = torch.full((4, 3), 2.0)
+    u = costs.StreamUpdate([p], lr=0.5)
+    u.step()
+    assert torch.equal(p.detach(), torch.zeros(4, 3))
+    u.zero_grad()
+    assert p.grad is None
 
 
 def test_step_modes_table_and_its_reading_and_figure():
@@ -240,6 +244,7 @@ def test_step_modes_table_and_its_reading_and_figure():
     n = 52_650                                               # small_mlp's parameters
     assert t["mb_per_step"].tolist() == pytest.approx([12 * n / 1e6, 28 * n / 1e6])
     assert t["state_buffers"].tolist() == [0, 2]
+    assert t.loc[1, "floor_us"] == pytest.approx(t.loc[0, "floor_us"] * 7 / 3)     # bytes ratio, one bandwidth
     for r in t.itertuples():
         assert r.floor_us == pytest.approx(r.mb_per_step * 1e6 / (r.bandwidth_gb_s * 1e9) * 1e6)
         assert r.compiled_vs_floor == pytest.approx(r.compiled_us / r.floor_us)

@@ -46,7 +46,7 @@ from optreport.engine.models import build_model
 from optreport.runs.results import last_epoch
 
 __all__ = ["state_bytes", "state_bytes_per_param", "make_optimizer", "step_time_us",
-           "step_time_table", "step_modes_table", "step_bytes_per_param", "stream_bandwidth", "STEP_ARRAYS",
+           "step_time_table", "step_modes_table", "step_bytes_per_param", "StreamUpdate", "STEP_ARRAYS",
            "machine_info", "best_lr", "clean_epochs", "epoch_costs", "final_accuracy",
            "time_to_target", "accuracy_vs_time", "accuracy_at_time", "run_times", "gain_family", "gain_vs_cost",
            "range_ci"]
@@ -193,14 +193,16 @@ def step_time_table(rules, model: str = "mlp", batch_size: int = 64, repeats: in
 
 def _interleaved_step_times(rules, model, batch_size, repeats, inner, warmup, seed, hparams):
     """``rules``: rule names (with ``hparams`` {rule: kwargs}) or a dict {label: (rule, kwargs)}
-    of contenders; one row per rule or label (in the ``rule`` column)."""
+    of contenders, where ``rule`` may also be a factory ``rule(params)`` of an object with
+    ``step()`` and ``zero_grad(set_to_none=True)``; one row per rule or label (``rule`` column)."""
     loss_fn = nn.CrossEntropyLoss()
     contenders = rules if isinstance(rules, dict) else {r: (r, hparams.get(r)) for r in rules}
     rules = list(contenders)
     setups = {}
     for r, (rule, kw) in contenders.items():
         net, x, y = _model_and_batch(model, batch_size, seed)
-        setups[r] = (net, make_optimizer(rule, net.parameters(), kw), x, y)
+        opt = rule(list(net.parameters())) if callable(rule) else make_optimizer(rule, net.parameters(), kw)
+        setups[r] = (net, opt, x, y)
     clock = time.perf_counter_ns
 
     def one_step(r):
@@ -249,24 +251,24 @@ def step_bytes_per_param(rule: str, itemsize: int = 4) -> int:
     return STEP_ARRAYS[rule] * itemsize
 
 
-def stream_bandwidth(numel: int, repeats: int = 7, inner: int = 20) -> float:
-    """Bytes per second of ``c = a + s * b`` (``torch.add(..., out=)``) on three fp32 arrays of
-    ``numel`` elements, in the current thread setting: the speed at which a step that streams
-    parameter-sized arrays can move them. Median over ``repeats`` rounds of ``inner`` calls."""
-    if repeats < 1 or inner < 1:
-        raise ValueError(f"Invalid repeats/inner: {repeats}/{inner}")
-    g = torch.Generator().manual_seed(0)
-    a, b = torch.randn(numel, generator=g), torch.randn(numel, generator=g)
-    c = torch.empty(numel)
-    for _ in range(3):
-        torch.add(a, b, alpha=-0.01, out=c)
-    rounds = []
-    for _ in range(repeats):
-        t = time.perf_counter_ns()
-        for _ in range(inner):
-            torch.add(a, b, alpha=-0.01, out=c)
-        rounds.append((time.perf_counter_ns() - t) / inner)
-    return 3 * 4 * numel / (statistics.median(rounds) * 1e-9)
+class StreamUpdate:
+    """The cheapest update that moves every parameter by its gradient: ``p.add_(g, alpha=-lr)``
+    per parameter (torch's own kernel, eagerly). It reads the parameter and the gradient and writes
+    the parameter once -- 3 parameter-sized arrays, SGD's minimum -- so, timed where the steps are
+    timed (after a forward and backward, same caches), its bytes per second are the speed at which
+    a step can stream parameter-sized arrays on this machine."""
+
+    def __init__(self, params, lr: float = 1e-3):
+        self.params, self.lr = list(params), lr
+
+    def zero_grad(self, set_to_none: bool = True):
+        for p in self.params:
+            p.grad = None
+
+    @torch.no_grad()
+    def step(self):
+        for p in self.params:
+            p.add_(p.grad, alpha=-self.lr)
 
 
 STEP_MODES_COLUMNS = ["rule", "state_buffers", "mb_per_step", "floor_us", "eager_us", "compiled_us",
@@ -282,17 +284,19 @@ def step_modes_table(rules, model: str = "mlp", batch_size: int = 64, repeats: i
     written, the reference) and compiled (``compiled=True``: what the trainer runs), all
     contenders interleaved round by round as in :func:`step_time_table`; the bytes the algorithm
     must move per step (:func:`step_bytes_per_param` x the model's parameters) and the time they
-    take at the streaming bandwidth measured in the same run (:func:`stream_bandwidth`, arrays of
-    the model's size): ``floor_us``. ``*_vs_floor`` is an implementation's time over that floor."""
+    take at the streaming bandwidth measured in the same loop (:class:`StreamUpdate`, a contender
+    like the rules, so under the same cache conditions: after a forward and backward):
+    ``floor_us``. ``*_vs_floor`` is an implementation's time over that floor."""
     rules = list(rules)
     old = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
         with trainer.denormals_flushed(True):
             labels = {f"{r}|{m}": (r, {"compiled": m == "compiled"}) for r in rules for m in ("eager", "compiled")}
+            labels["|stream"] = (StreamUpdate, None)
             t = _interleaved_step_times(labels, model, batch_size, repeats, inner, warmup, seed, {})
             n_params = sum(p.numel() for p in build_model(model, seed).parameters())
-            bw = stream_bandwidth(n_params, repeats, inner)
+            bw = STEP_ARRAYS["sgd"] * 4 * n_params / (t.set_index("rule").loc["|stream", "step_us"] * 1e-6)
     finally:
         torch.set_num_threads(old)
     t = t.set_index("rule")
