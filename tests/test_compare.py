@@ -84,6 +84,7 @@ def test_run_outcomes_metrics_and_outcomes():
               "last3_test_acc", "diverged", "outcome", "rule", "lr", "seed", "hparams"]:
         assert c in runs.columns
     assert set(oc.METRICS.values()) <= set(runs.columns)
+    assert set(oc.METRIC_TEXT) == set(oc.METRICS)                  # every metric has its words for prose
 
 
 def test_run_outcomes_empty_frame_has_the_columns():

@@ -83,8 +83,11 @@ def test_size_answer_yes_no_and_neither():
     assert readings.size_answer(yes).startswith("**Yes, possibly.**")
     neither = yes.assign(diff_pp=[-0.9, -0.2])
     text = readings.size_answer(neither)
-    assert text.startswith("**Not shown either way.**")
+    assert text.startswith("**Not shown either way.** No rule is shown to differ from SGD on the full training set "
+                           "(1 inconclusive: only differences of 0.8 pp or more were detectable)")
     assert "0.90 pp at 2,037 images, 0.20 pp at 50,000 images" in text
+    eq = neither.assign(verdict=["inconclusive", "equivalent"], margin_pp=0.5)
+    assert "(1 equivalent within ±0.5 pp)" in readings.size_answer(eq)
     middle = _rows([("cosine (n=2037)", 0.1, "sgd (n=2037)", 0.1, 2037, -0.2, "inconclusive"),
                     ("cosine (n=6111)", 0.1, "sgd (n=6111)", 0.1, 6111, -1.5, "inconclusive"),
                     ("cosine (all data)", 0.1, "sgd (all data)", 0.1, 50000, -0.9, "inconclusive")])

@@ -30,7 +30,7 @@ import pandas as pd
 
 from optreport.runs.results import EPOCH_COLS, last_epoch
 
-__all__ = ["CHANCE", "CHANCE_MARGIN", "BLOWUP_LOSS", "LAST_K", "TRAINED", "OUTCOMES", "METRICS",
+__all__ = ["CHANCE", "CHANCE_MARGIN", "BLOWUP_LOSS", "LAST_K", "TRAINED", "OUTCOMES", "METRICS", "METRIC_TEXT",
            "classify", "run_outcomes", "outcome_summary", "less_noisy_metric"]
 
 CHANCE = 0.10          # accuracy of guessing among Fashion-MNIST's 10 balanced classes
@@ -43,6 +43,10 @@ OUTCOMES = ("diverged", "blew up", "failed to learn", TRAINED)   # most severe f
 
 #: metric name -> column of :func:`run_outcomes` (all test accuracies in [0, 1])
 METRICS = {"final": "final_test_acc", "val_selected": "val_test_acc", "last3": "last3_test_acc"}
+#: what each metric of METRICS is, for prose
+METRIC_TEXT = {"final": "test accuracy after the last epoch",
+               "val_selected": "test accuracy at the epoch of best validation accuracy",
+               "last3": f"mean test accuracy over the last {LAST_K} epochs"}
 
 
 def classify(diverged: bool, final_train_loss: float, final_test_acc: float) -> str:

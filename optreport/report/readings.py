@@ -499,11 +499,34 @@ def size_answer(table: pd.DataFrame, full: str = "all data") -> str:
     steps = [mean_abs[n] for n in sizes]
     grows = len(at_small) > 0 and len(sizes) > 1 and all(np.isfinite(steps)) and \
         all(b > a for a, b in zip(steps, steps[1:]))
+    none_shown = f"No rule is shown to differ from SGD on the full training set ({_full_status(at_full)})"
     if grows:
-        return ("**Yes, possibly.** No rule differs from SGD on the full training set, but the differences grow "
-                "with the training-set size at every step. " + evidence)
-    return ("**Not shown either way.** No rule differs from SGD on the full training set, and the differences do "
-            "not grow steadily with the training-set size. " + evidence)
+        return (f"**Yes, possibly.** {none_shown}, but the differences grow with the training-set size at every "
+                "step. " + evidence)
+    return (f"**Not shown either way.** {none_shown}, and the differences do not grow steadily with the "
+            "training-set size. " + evidence)
+
+
+def _full_status(rows: pd.DataFrame) -> str:
+    """'1 equivalent within ±0.5 pp, 3 inconclusive: only differences of 2.0–2.2 pp or more were
+    detectable' for comparisons none of which is better or worse."""
+    parts = []
+    eq = rows[rows["verdict"] == "equivalent"]
+    if len(eq):
+        margin = f" within ±{eq['margin_pp'].iloc[0]:g} pp" if "margin_pp" in eq else ""
+        parts.append(f"{len(eq)} equivalent{margin}")
+    inc = rows[rows["verdict"] == "inconclusive"]
+    if len(inc):
+        mde = inc["mde_pp"].dropna() if "mde_pp" in inc else pd.Series(dtype=float)
+        mde = mde[np.isfinite(mde)]
+        rng = f"{mde.min():.1f}" if len(mde) and f"{mde.min():.1f}" == f"{mde.max():.1f}" else \
+            (f"{mde.min():.1f}–{mde.max():.1f}" if len(mde) else "")
+        parts.append(f"{len(inc)} inconclusive" + (f": only differences of {rng} pp or more were detectable"
+                                                     if rng else ""))
+    other = len(rows) - len(eq) - len(inc)
+    if other:
+        parts.append(f"{other} not compared (a side did not train)")
+    return ", ".join(parts)
 
 
 def gravity_schedule_answer(table: pd.DataFrame) -> str:
