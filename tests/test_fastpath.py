@@ -103,6 +103,9 @@ def test_only_plain_linear_relu_stacks_take_the_fast_path():
     assert LinearStack.of(nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Dropout(), nn.Linear(3, 2))) is None
     assert LinearStack.of(nn.Sequential(nn.Linear(4, 3, bias=False))) is None
     assert LinearStack.of(nn.Sequential(nn.Linear(4, 3), nn.ReLU())) is None           # ends in ReLU
+    frozen = models.build_model("mlp")
+    frozen[1].bias.requires_grad_(False)
+    assert LinearStack.of(frozen) is None
     hooked = models.build_model("mlp")
     hooked[1].register_forward_hook(lambda *a: None)
     assert LinearStack.of(hooked) is None

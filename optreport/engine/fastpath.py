@@ -43,7 +43,8 @@ class LinearStack:
 
     @classmethod
     def of(cls, net: nn.Module) -> LinearStack | None:
-        """The stack of ``net`` if it is a supported Linear/ReLU stack (float, CPU, no hooks), else None."""
+        """The stack of ``net`` if it is a supported Linear/ReLU stack (float, CPU, every parameter
+        trainable, no hooks), else None."""
         if type(net) is not nn.Sequential:
             return None
         mods = list(net)
@@ -58,7 +59,7 @@ class LinearStack:
             return None
         params = list(net.parameters())
         if any(p.device.type != "cpu" or not p.dtype.is_floating_point or p.dtype != params[0].dtype
-               for p in params):
+               or not p.requires_grad for p in params):        # a frozen parameter gets no gradient
             return None
         if any(m._forward_hooks or m._forward_pre_hooks or m._backward_hooks for m in net.modules()):
             return None
