@@ -41,6 +41,7 @@ def test_long_configs_are_seed_major_with_both_schedules():
     assert {c.rule: dict(c.hparams) for c in cfgs} == {r: {"lr": lr} for r, lr in LRS.items()}
     quick = plans.long_configs(LRS, quick=True)
     assert {(c.epochs, c.n_train) for c in quick} == {(3, 640)} and not {c.key for c in quick} & {c.key for c in cfgs}
+    assert {c.eval_size for c in cfgs} == {None} and {c.eval_size for c in quick} == {plans.QUICK_EVAL_SIZE}
 
 
 def test_size_configs_share_one_step_budget_on_nested_sizes():
@@ -57,3 +58,7 @@ def test_size_configs_share_one_step_budget_on_nested_sizes():
         assert (c.epochs - 1) * per_epoch < budget <= c.epochs * per_epoch
     assert sorted({c.seed for c in cfgs}) == [0, 1, 2, 3, 4]
     assert plans.images(float("nan")) == plans.images(None) == TRAIN_SIZE - 5000
+    assert {c.eval_size for c in cfgs} == {None}                 # full runs: every validation and test image
+    quick = plans.size_configs(LRS, quick=True)
+    validate_all(quick)
+    assert {c.eval_size for c in quick} == {plans.QUICK_EVAL_SIZE}

@@ -45,6 +45,7 @@ QUICK_EPOCHS = 2
 QUICK_MAX_STEPS = 30
 QUICK_LONG_EPOCHS = 3                       # quick notebook 06: 3 epochs of 640 images (10 steps each)
 QUICK_LONG_N_TRAIN = 640
+QUICK_EVAL_SIZE = 500                        # quick notebooks 06-08: validation and test images evaluated
 
 
 def selection_score(df: pd.DataFrame) -> pd.Series:
@@ -107,11 +108,11 @@ def long_configs(lrs: dict, quick: bool = False) -> list[RunConfig]:
     """Notebook 06: each rule at its lr, 100 epochs, constant and cosine-decayed, seed-major order
     (a partial sweep has whole seeds)."""
     if quick:     # a few whole epochs of a small subset, so that the cut-off epochs differ
-        seeds, epochs, n_train = QUICK_SEEDS, QUICK_LONG_EPOCHS, QUICK_LONG_N_TRAIN
+        seeds, epochs, n_train, n_eval = QUICK_SEEDS, QUICK_LONG_EPOCHS, QUICK_LONG_N_TRAIN, QUICK_EVAL_SIZE
     else:
-        seeds, epochs, n_train = LONG_SEEDS, LONG_EPOCHS, None
+        seeds, epochs, n_train, n_eval = LONG_SEEDS, LONG_EPOCHS, None, None
     return [RunConfig(rule=r, hparams={"lr": lrs[r]}, seed=s, epochs=epochs, batch_size=ex.BATCH_SIZE,
-                      n_train=n_train, schedule=sch)
+                      n_train=n_train, schedule=sch, eval_size=n_eval)
             for s in seeds for sch in LONG_SCHEDULES for r in STUDY_RULES]
 
 
@@ -129,9 +130,9 @@ def step_budget(batch_size: int = ex.BATCH_SIZE, val_size: int = 5000) -> int:
 def size_configs(lrs: dict, quick: bool = False) -> list[RunConfig]:
     """Notebook 07: each rule at its lr on nested subsets, every run the same number of steps."""
     if quick:
-        seeds, budget = QUICK_SEEDS, QUICK_MAX_STEPS
+        seeds, budget, n_eval = QUICK_SEEDS, QUICK_MAX_STEPS, QUICK_EVAL_SIZE
     else:
-        seeds, budget = SIZE_SEEDS, step_budget()
+        seeds, budget, n_eval = SIZE_SEEDS, step_budget(), None
     out = []
     for s in seeds:
         for frac in SIZE_FRACTIONS:
@@ -140,7 +141,7 @@ def size_configs(lrs: dict, quick: bool = False) -> list[RunConfig]:
             epochs = math.ceil(budget / per_epoch)
             for r in STUDY_RULES:
                 out.append(RunConfig(rule=r, hparams={"lr": lrs[r]}, seed=s, epochs=epochs,
-                                     batch_size=ex.BATCH_SIZE, max_steps=budget, n_train=n))
+                                     batch_size=ex.BATCH_SIZE, max_steps=budget, n_train=n, eval_size=n_eval))
     return out
 
 
@@ -161,7 +162,7 @@ CNN_HPARAMS = {                             # rule -> hyper-parameters (Crowded 
 }
 CNN_QUICK_MAX_STEPS = 20
 CNN_QUICK_EPOCHS = 1                        # quick: one evaluation per run (a CNN evaluation costs seconds)
-CNN_QUICK_EVAL_SIZE = 500                   # quick: validation and test images evaluated
+CNN_QUICK_EVAL_SIZE = QUICK_EVAL_SIZE       # quick: validation and test images evaluated
 
 
 def cnn_configs(quick: bool = False) -> list[RunConfig]:
