@@ -1,12 +1,17 @@
 """Shared fixtures.
 
 ``quick_report`` runs the whole report once per test session in quick mode,
-``python -m optreport.report --quick --out <tmp>``, as a subprocess (exactly what a user would run), and
-returns the output folder (``<tmp>/img``, ``<tmp>/results``). Tests of any notebook's outputs
+``python -m optreport.report --quick --out <tmp> --jobs 2 --workers 1`` (what ``make quick`` runs), as a
+subprocess, and returns the output folder (``<tmp>/img``, ``<tmp>/results``). Tests of any notebook's outputs
 use it. It is skipped, with the reason, when Fashion-MNIST cannot be found.
+
+The quick report is the longest part of the suite and mostly runs one process at a time, so it is
+started in the background as soon as the tests are collected (when any selected test needs it) and
+the tests that need it are moved to the end: the rest of the suite runs meanwhile.
 """
 import hashlib
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +24,8 @@ from optreport.engine import data
 
 REPO = Path(__file__).resolve().parents[1]
 COMMITTED = ("img", "results", "notebooks")     # folders a quick run must never touch
+QUICK_JOBS = 2                                  # notebooks the quick report executes at a time, each
+QUICK_WORKERS = 1                               # training in its own kernel (no worker processes to start)
 
 
 def folder_hash(folder: Path, skip: tuple[str, ...] = ("runs",)) -> str:
@@ -59,25 +66,87 @@ def data_available() -> tuple[bool, str]:
         return False, str(e)
 
 
+def committed_now() -> dict[str, str]:
+    return {name: folder_hash(REPO / name) for name in COMMITTED}
+
+
+class QuickReport:
+    """``python -m optreport.report --quick --out OUT`` running in the background (own process group,
+    output in ``LOG``)."""
+
+    def __init__(self, out: Path, log: Path):
+        self.out, self.log = out, log
+        with open(log, "wb") as f:
+            cmd = [sys.executable, "-m", "optreport.report", "--quick", "--out", str(out), "--no-progress",
+                   "--jobs", str(QUICK_JOBS), "--workers", str(QUICK_WORKERS)]
+            self.proc = subprocess.Popen(cmd, cwd=REPO, stdout=f, stderr=subprocess.STDOUT, env={**os.environ},
+                                         start_new_session=True)
+
+    def wait(self) -> Path:
+        rc = self.proc.wait()
+        if rc != 0:
+            tail = self.log.read_text(errors="replace")[-8000:]
+            pytest.fail(f"python -m optreport.report --quick failed (exit {rc}); its output ({self.log}):\n{tail}")
+        return self.out
+
+    def stop(self) -> None:
+        """End the report and its kernels and workers if it is still running (an interrupted session)."""
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGTERM)
+                self.proc.wait(timeout=20)
+            except (ProcessLookupError, subprocess.TimeoutExpired):
+                try:
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                self.proc.wait()
+
+
+_SESSION: dict = {}      # "hashes": committed folders before the report ran; "report": QuickReport; "skip": why
+
+
+def needs_quick_report(item) -> bool:
+    return "quick_report" in getattr(item, "fixturenames", ())
+
+
+@pytest.hookimpl(trylast=True)        # after -m / -k deselection: start it only if a selected test needs it
+def pytest_collection_modifyitems(session, config, items):
+    wanted = [it for it in items if needs_quick_report(it)]
+    if not wanted or config.option.collectonly:
+        return
+    items[:] = [it for it in items if not needs_quick_report(it)] + wanted
+    ok, why = data_available()
+    if not ok:
+        _SESSION["skip"] = why
+        return
+    _SESSION["hashes"] = committed_now()
+    factory = config._tmp_path_factory
+    _SESSION["report"] = QuickReport(factory.mktemp("quick_report"), factory.mktemp("quick_report_log") / "report.log")
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if "report" in _SESSION:
+        _SESSION["report"].stop()
+
+
 @pytest.fixture(scope="session")
 def committed_hashes():
-    """Hashes of the committed img/ and results/ taken before the quick report runs."""
-    return {name: folder_hash(REPO / name) for name in COMMITTED}
+    """Hashes of the committed img/ and results/ taken before the quick report started."""
+    return _SESSION.get("hashes") or committed_now()
 
 
 @pytest.fixture(scope="session")
 def quick_report(tmp_path_factory, committed_hashes):
-    ok, why = data_available()
-    if not ok:
-        pytest.skip(f"Fashion-MNIST not found, the quick report cannot run: {why}")
-    out = tmp_path_factory.mktemp("quick_report")
-    proc = subprocess.run([sys.executable, "-m", "optreport.report", "--quick", "--out", str(out),
-                           "--no-progress"], cwd=REPO, capture_output=True, text=True,
-                          env={**os.environ})
-    if proc.returncode != 0:
-        pytest.fail(f"python -m optreport.report --quick failed (exit {proc.returncode}):\n"
-                    f"{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
-    return out
+    if "skip" in _SESSION:
+        pytest.skip(f"Fashion-MNIST not found, the quick report cannot run: {_SESSION['skip']}")
+    if "report" not in _SESSION:     # not started at collection (a test that requests it dynamically)
+        ok, why = data_available()
+        if not ok:
+            pytest.skip(f"Fashion-MNIST not found, the quick report cannot run: {why}")
+        _SESSION["report"] = QuickReport(tmp_path_factory.mktemp("quick_report"),
+                                         tmp_path_factory.mktemp("quick_report_log") / "report.log")
+    return _SESSION["report"].wait()
 
 
 @pytest.fixture(scope="module")

@@ -26,7 +26,7 @@ from optreport.analysis import probes, tuning
 from optreport.report import build as report
 from optreport.report import experiments as ex
 from optreport.report import figures as plotting
-from optreport.report import tables
+from optreport.report import plans, tables
 from optreport.runs.results import write_run
 
 from conftest import COMMITTED, REPO, data_available, folder_hash, read_table
@@ -201,6 +201,58 @@ def test_failing_notebook_is_named_and_kept(tmp_path, monkeypatch):
     assert not any(c.get("outputs") for c in source.cells if c.cell_type == "code")
     rows = list(csv.DictReader(open(tmp_path / "out" / "build" / "report_timing.csv")))
     assert rows[0]["status"] == "failed"
+
+
+def _notebook(nbdir, name, title, *code):
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_markdown_cell(f"# {title}"),
+        nbformat.v4.new_code_cell("QUICK = False", metadata={"tags": ["parameters"]}),
+        *[nbformat.v4.new_code_cell(c) for c in code]])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, nbdir / name)
+
+
+@pytest.mark.slow
+def test_jobs_run_notebooks_side_by_side_and_a_failure_starts_no_new_one(tmp_path, monkeypatch):
+    """--jobs 2: two notebooks execute at once (each sees the other's flag file), each writes its own
+    manifest variable; the failing one is named, the running one finishes, the next never starts."""
+    ok, why = data_available()
+    if not ok:
+        pytest.skip(why)
+    nbdir = tmp_path / "notebooks"
+    nbdir.mkdir()
+    flags = tmp_path / "flags"
+    flags.mkdir()
+    wait_for = ("import os, time\nfrom pathlib import Path\n"
+                f"flags = Path({str(flags)!r})\n"
+                "(flags / '{me}').write_text(os.environ.get('{env}', ''))\n"
+                "t0 = time.time()\n"
+                "while not (flags / '{other}').exists():\n"
+                "    assert time.time() - t0 < 120, 'the other notebook never ran beside this one'\n"
+                "    time.sleep(0.05)\n")
+    env = report.sweep.MANIFEST_ENV
+    _notebook(nbdir, "97_slow.ipynb", "97 · Slow",
+              wait_for.format(me="97", other="98", env=env) + "time.sleep(8)\nprint('97 done')")
+    _notebook(nbdir, "98_broken.ipynb", "98 · Broken",
+              wait_for.format(me="98", other="97", env=env) + "raise ValueError('boom')")
+    _notebook(nbdir, "99_next.ipynb", "99 · Next", "print('99 ran')")
+    monkeypatch.setattr(report, "NOTEBOOK_DIR", nbdir)
+    out = tmp_path / "out"
+    rc = report.main(["--quick", "--out", str(out), "--no-progress", "--jobs", "2"])
+    assert rc == 1
+    assert "97 done" in (out / "notebooks" / "97_slow.ipynb").read_text()
+    assert "boom" in (out / "results" / "html" / "98_broken.html").read_text()
+    assert not (out / "notebooks" / "99_next.ipynb").exists()
+    manifests = {(flags / n).read_text() for n in ("97", "98")}
+    assert manifests == {str(out / "build" / "manifest_97_slow.txt"), str(out / "build" / "manifest_98_broken.txt")}
+    rows = {r["notebook"]: r["status"] for r in csv.DictReader(open(out / "build" / "report_timing.csv"))}
+    assert rows == {"97_slow": "ok", "98_broken": "failed"}
+
+
+def test_jobs_below_one_is_refused_before_anything_runs(tmp_path, capsys):
+    assert report.main(["--quick", "--out", str(tmp_path / "out"), "--jobs", "0"]) == 2
+    assert "--jobs" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
 
 
 def test_training_seconds_sums_stored_runs(tmp_path):
@@ -427,16 +479,22 @@ def test_experiments_define_the_shared_grid_once():
     assert ex.LRS == LRS == list(tuning.FIXED_LRS)
     assert set(ex.QUICK_SEEDS) <= set(ex.SEEDS) and ex.QUICK_EPOCHS <= ex.EPOCHS
     assert set(ex.NOVEL_RULES) <= set(ex.RULES)
+    # quick runs evaluate ex.QUICK_EVAL_SIZE images wherever they are built; full runs all of them
+    # (eval_size None: the stored runs' keys)
+    assert ex.EVAL_SIZE is None and 0 < ex.QUICK_EVAL_SIZE < 5000
+    for quick, n in ((True, ex.QUICK_EVAL_SIZE), (False, None)):
+        cfgs = ex.comparison_configs(quick) + plans.grid_configs(quick) + plans.adam_search_configs(quick)
+        assert {c.eval_size for c in cfgs} == {n}
 
 
 @pytest.mark.parametrize("name", ["02_lr_sweep", "03_gravity_and_cosine", "04_cost"])
 def test_notebooks_take_02s_grid_from_experiments(name):
     nb = nbformat.read(REPO / "notebooks" / f"{name}.ipynb", as_version=4)
     params = nb.cells[1].source
-    for var in ("LRS", "SEEDS", "EPOCHS", "MAX_STEPS"):
+    for var in ("LRS", "SEEDS", "EPOCHS", "MAX_STEPS", "EVAL_SIZE"):
         assert re.search(rf"^{var} = ex\.{var}\b", params, flags=re.M), var
     quick = nb.cells[2].source
-    assert "ex.QUICK_SEEDS, ex.QUICK_EPOCHS, ex.QUICK_MAX_STEPS" in quick
+    assert "EVAL_SIZE = ex.QUICK_SEEDS, ex.QUICK_EPOCHS, ex.QUICK_MAX_STEPS, ex.QUICK_EVAL_SIZE" in quick
     code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
     assert ".groupby(\"key\").tail(1)" not in code and "must equal" not in code
 

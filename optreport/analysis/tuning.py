@@ -485,11 +485,12 @@ def budget_plan(rules=None, protocols=("a", "b", "c"), budget: int = BUDGET_K, s
 
 
 def trial_configs(plan: pd.DataFrame, *, epochs: int = BUDGET_EPOCHS, max_steps: int | None = None,
-                  batch_size: int = 64) -> tuple[pd.DataFrame, list]:
+                  batch_size: int = 64, eval_size: int | None = None) -> tuple[pd.DataFrame, list]:
     """``(plan with a "key" column, distinct RunConfigs)``: a configuration shared by two
-    protocols (SGD's b and c trials, whose space is its lr) is trained once."""
+    protocols (SGD's b and c trials, whose space is its lr) is trained once. ``eval_size``:
+    validation and test images evaluated (None: all; quick mode evaluates fewer)."""
     cfg = [sweep.RunConfig(rule=r.rule, hparams=r.hparams, seed=int(r.seed), epochs=epochs,
-                           batch_size=batch_size, max_steps=max_steps) for r in plan.itertuples()]
+                           batch_size=batch_size, max_steps=max_steps, eval_size=eval_size) for r in plan.itertuples()]
     out = plan.copy()
     out["key"] = [c.key for c in cfg]
     return out, list({c.key: c for c in cfg}.values())
@@ -526,7 +527,8 @@ def select_trials(trials: pd.DataFrame, by=("protocol", "rule")) -> pd.DataFrame
 
 
 def rerun_configs(selected: pd.DataFrame, *, epochs: int = RERUN_EPOCHS, seeds=RERUN_SEEDS,
-                  max_steps: int | None = None, batch_size: int = 64) -> tuple[pd.DataFrame, list]:
+                  max_steps: int | None = None, batch_size: int = 64,
+                  eval_size: int | None = None) -> tuple[pd.DataFrame, list]:
     """The reruns of each selected configuration (rows of :func:`select_trials`): ``epochs`` x
     ``seeds``. Returns ``(plan, distinct RunConfigs)``; ``plan`` has protocol, rule, trial, seed,
     hparams, key. A configuration selected under two protocols is trained once."""
@@ -534,7 +536,7 @@ def rerun_configs(selected: pd.DataFrame, *, epochs: int = RERUN_EPOCHS, seeds=R
     for r in selected.itertuples():
         for s in seeds:
             c = sweep.RunConfig(rule=r.rule, hparams=dict(r.hparams), seed=int(s), epochs=epochs,
-                                batch_size=batch_size, max_steps=max_steps)
+                                batch_size=batch_size, max_steps=max_steps, eval_size=eval_size)
             cfgs.setdefault(c.key, c)
             rows.append({"protocol": r.protocol, "rule": r.rule, "trial": int(r.trial), "seed": int(s),
                          "hparams": dict(r.hparams), "key": c.key})
@@ -715,11 +717,12 @@ def imitation_variants(selected: pd.DataFrame, eps_values=IMITATION_EPS, protoco
 
 
 def imitation_configs(variants: dict, *, epochs: int = RERUN_EPOCHS, seeds=RERUN_SEEDS,
-                      max_steps: int | None = None, batch_size: int = 64) -> dict:
+                      max_steps: int | None = None, batch_size: int = 64, eval_size: int | None = None) -> dict:
     """``{name: [RunConfig per seed]}`` of :func:`imitation_variants` (at the reruns' length and
     seeds, so the selected Momentum and Adam are the reruns' own runs)."""
     return {name: [sweep.RunConfig(rule=r, hparams=hp, seed=int(s), epochs=epochs, batch_size=batch_size,
-                                   max_steps=max_steps) for s in seeds] for name, (r, hp) in variants.items()}
+                                   max_steps=max_steps, eval_size=eval_size) for s in seeds]
+            for name, (r, hp) in variants.items()}
 
 
 def budget_estimate(n_trial_runs: int, n_rerun_runs: int, *, epochs_tune: int = BUDGET_EPOCHS,

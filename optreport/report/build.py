@@ -5,6 +5,7 @@
     python -m optreport.report --rerun         # retrain every run instead of reusing the store
     python -m optreport.report --only 01 03    # just these notebooks (index.html still lists all)
     python -m optreport.report --workers 2     # worker processes for the sweeps
+    python -m optreport.report --quick --jobs 2  # two notebooks at a time
 
 Steps: find Fashion-MNIST first (exit 2 with the loader's message if it is missing or corrupt);
 execute ``notebooks/NN_*.ipynb`` in order with papermill (kernel ``python3``, cwd
@@ -22,8 +23,9 @@ Outputs (BASE = the repository for a full run, build/quick/ or --out DIR in quic
     BASE/results/html/NN_name.html          their HTML export (+ html/assets/katex/)
     BASE/results/index.html                 the report's front page
     BASE/build/report_timing.csv            wall time per notebook (not committed: it changes)
-A failing notebook stops the job (exit 1) with the notebook, the cell and its error; its partial
-execution is kept (full run: build/executed/NN_name.ipynb; notebooks/ is left as it was).
+A failing notebook stops the job (exit 1; with --jobs, no further notebook starts and the running
+ones finish) with the notebook, the cell and its error; its partial execution is kept (full run:
+build/executed/NN_name.ipynb; notebooks/ is left as it was).
 Rendering twice from unchanged results gives byte-identical files.
 """
 from __future__ import annotations
@@ -32,11 +34,13 @@ import argparse
 import copy
 import csv
 import html
+import multiprocessing as mp
 import os
 import re
 import shutil
 import sys
 import time
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 
 import nbformat
@@ -614,12 +618,61 @@ def update_readme(results_dir: Path, img_dir: Path, readme: Path | None = None) 
 
 
 # ----------------------------------------------------------------------------- the job
+def execute_one(nb_path: Path, out_nb: Path, params: dict, base: Path, results_dir: Path, quick: bool,
+                notebook_dir: Path, progress: bool = False) -> tuple[float, str | None]:
+    """Execute one notebook with papermill, clean it, write it back (full run, on success), export its
+    HTML and its manifest; returns (seconds, the failing cell's message or None). Runs in the
+    report's process (one notebook at a time) or in one of its job processes (--jobs)."""
+    title = notebook_title(nbformat.read(nb_path, as_version=4))
+    t0 = time.perf_counter()
+    error = None
+    manifest = base / "build" / f"manifest_{nb_path.stem}.txt"
+    manifest.parent.mkdir(parents=True, exist_ok=True)
+    manifest.unlink(missing_ok=True)
+    os.environ[sweep.MANIFEST_ENV] = str(manifest)      # the kernel inherits it: run_grid logs its keys
+    try:
+        pm.execute_notebook(str(nb_path), str(out_nb), parameters=params,
+                            kernel_name="python3", cwd=str(notebook_dir),
+                            progress_bar=progress, execution_timeout=None,
+                            extra_arguments=KERNEL_ARGS, record_timing=False)
+    except PapermillExecutionError as e:
+        error = cell_error(nb_path, e)
+    finally:
+        os.environ.pop(sweep.MANIFEST_ENV, None)
+    secs = time.perf_counter() - t0
+    if out_nb.exists():
+        nb = clean_notebook(nbformat.read(out_nb, as_version=4), title)
+        write_if_changed(out_nb, nbformat.writes(nb) + "\n")
+        shown = out_nb
+        if error is None and not quick:          # the notebook as committed; its HTML without
+            committed = nbformat.writes(without_injected_parameters(nb)) + "\n"   # the injected cell
+            write_if_changed(notebook_dir / nb_path.name, committed)
+            shown = notebook_dir / nb_path.name
+        html_path = results_dir / "html" / f"{nb_path.stem}.html"
+        link = os.path.relpath((base / "notebooks" / nb_path.name), html_path.parent).replace(os.sep, "/")
+        export_html(shown, html_path, link)
+    if error is None:
+        write_manifest(manifest, results_dir / "manifests" / f"{nb_path.stem}.txt")
+    return secs, error
+
+
+def _execute_in_job(nb_path, out_nb, params, base, results_dir, quick, notebook_dir, environ):
+    """execute_one in a job process, with the report's environment (the manifest variable is the
+    job's own: each notebook runs in its own process)."""
+    os.environ.clear()
+    os.environ.update(environ)
+    return execute_one(nb_path, out_nb, params, base, results_dir, quick, notebook_dir)
+
+
 def run(args) -> int:
     nbs = find_notebooks(args.only)
     if not nbs:
         print(f"report: no notebooks matching {args.only or 'NN_*.ipynb'} in {NOTEBOOK_DIR}",
               file=sys.stderr)
         return 1
+    if args.jobs < 1:
+        print(f"report: --jobs must be at least 1 (got {args.jobs})", file=sys.stderr)
+        return 2
     check_data()
     base = base_dir(args.quick, args.out)
     p = paths(args.quick, args.out)
@@ -637,52 +690,56 @@ def run(args) -> int:
         os.environ.setdefault(k, v)
     timing_csv = base / "build" / "report_timing.csv"
     timing = read_timing(timing_csv)
+    jobs = min(args.jobs, len(nbs))
     print(f"report: {len(nbs)} notebook(s); {'QUICK, ' if args.quick else ''}results -> "
-          f"{results_dir}, figures -> {img_dir}", flush=True)
+          f"{results_dir}, figures -> {img_dir}" + (f"; {jobs} at a time" if jobs > 1 else ""), flush=True)
     t_all = time.perf_counter()
-    status = 0
-    for i, nb_path in enumerate(nbs, 1):
-        out_nb = executed_dir / nb_path.name
+    failures = []
+
+    def done(i, nb_path, secs, error):
         title = notebook_title(nbformat.read(nb_path, as_version=4))
-        print(f"[{i}/{len(nbs)}] {nb_path.name}: {title}", flush=True)
-        t0 = time.perf_counter()
-        error = None
-        manifest = base / "build" / f"manifest_{nb_path.stem}.txt"
-        manifest.parent.mkdir(parents=True, exist_ok=True)
-        manifest.unlink(missing_ok=True)
-        os.environ[sweep.MANIFEST_ENV] = str(manifest)      # the kernel inherits it: run_grid logs its keys
-        try:
-            pm.execute_notebook(str(nb_path), str(out_nb), parameters=params,
-                                kernel_name="python3", cwd=str(NOTEBOOK_DIR),
-                                progress_bar=not args.no_progress, execution_timeout=None,
-                                extra_arguments=KERNEL_ARGS, record_timing=False)
-        except PapermillExecutionError as e:
-            error = e
-        secs = time.perf_counter() - t0
         timing[nb_path.stem] = {"notebook": nb_path.stem, "title": title, "seconds": f"{secs:.1f}",
                                 "status": "failed" if error else "ok", "quick": args.quick}
-        if out_nb.exists():
-            nb = clean_notebook(nbformat.read(out_nb, as_version=4), title)
-            write_if_changed(out_nb, nbformat.writes(nb) + "\n")
-            shown = out_nb
-            if error is None and not args.quick:     # the notebook as committed; its HTML without
-                committed = nbformat.writes(without_injected_parameters(nb)) + "\n"   # the injected cell
-                write_if_changed(NOTEBOOK_DIR / nb_path.name, committed)
-                shown = NOTEBOOK_DIR / nb_path.name
-            html_path = results_dir / "html" / f"{nb_path.stem}.html"
-            link = os.path.relpath((base / "notebooks" / nb_path.name), html_path.parent).replace(os.sep, "/")
-            export_html(shown, html_path, link)
         write_timing(timing_csv, timing)
-        os.environ.pop(sweep.MANIFEST_ENV, None)
-        if error is None:
-            write_manifest(manifest, results_dir / "manifests" / f"{nb_path.stem}.txt")
+        out_nb = executed_dir / nb_path.name
         if error is not None:
-            print(f"\nreport: FAILED: {cell_error(nb_path, error)}\n"
+            failures.append(nb_path)
+            print(f"\nreport: FAILED: {error}\n"
                   f"The partially executed notebook is kept: {out_nb}\n"
                   f"(its HTML: {results_dir / 'html' / (nb_path.stem + '.html')})", file=sys.stderr)
-            status = 1
-            break
-        print(f"    {nb_path.name}: {secs:.1f} s", flush=True)
+        else:
+            print(f"    {nb_path.name}: {secs:.1f} s", flush=True)
+
+    def started(i, nb_path):
+        print(f"[{i}/{len(nbs)}] {nb_path.name}: {notebook_title(nbformat.read(nb_path, as_version=4))}", flush=True)
+
+    if jobs == 1:
+        for i, nb_path in enumerate(nbs, 1):
+            started(i, nb_path)
+            secs, error = execute_one(nb_path, executed_dir / nb_path.name, params, base, results_dir, args.quick,
+                                      NOTEBOOK_DIR, progress=not args.no_progress)
+            done(i, nb_path, secs, error)
+            if error is not None:
+                break
+    else:      # notebooks share runs only through the store, whose workers train each run once
+        queue = list(enumerate(nbs, 1))
+        running = {}
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn")) as pool:
+            while queue or running:
+                while queue and len(running) < jobs and not failures:   # a failure starts no new notebook
+                    i, nb_path = queue.pop(0)
+                    started(i, nb_path)
+                    fut = pool.submit(_execute_in_job, nb_path, executed_dir / nb_path.name, params, base,
+                                      results_dir, args.quick, NOTEBOOK_DIR, dict(os.environ))
+                    running[fut] = (i, nb_path)
+                if not running:
+                    break
+                finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                for fut in finished:
+                    i, nb_path = running.pop(fut)
+                    secs, error = fut.result()
+                    done(i, nb_path, secs, error)
+    status = 1 if failures else 0
     total = time.perf_counter() - t_all
     listed = [(nb.stem, notebook_title(nbformat.read(nb, as_version=4)) or nb.stem) for nb in find_notebooks()]
     index = write_index(results_dir, img_dir, listed, args.quick, base / "notebooks")
@@ -700,6 +757,9 @@ def main(argv=None) -> int:
     ap.add_argument("--out", metavar="DIR", help="output folder (DIR/img, DIR/results, DIR/notebooks)")
     ap.add_argument("--only", nargs="+", metavar="NN", help="run only these notebooks (01 02 ...)")
     ap.add_argument("--workers", type=int, default=2, help="worker processes for sweeps (2)")
+    ap.add_argument("--jobs", type=int, default=1,
+                    help="notebooks executed at the same time (1); they share runs through the store, which "
+                         "trains each run once (the tests' quick report uses 2)")
     ap.add_argument("--no-progress", action="store_true", help="no per-cell progress bar")
     ap.add_argument("--measure", action="store_true",
                     help="re-measure the speed microbenchmarks (notebook 04) on this machine and store them in "

@@ -45,7 +45,7 @@ QUICK_EPOCHS = 2
 QUICK_MAX_STEPS = 30
 QUICK_LONG_EPOCHS = 3                       # quick notebook 06: 3 epochs of 640 images (10 steps each)
 QUICK_LONG_N_TRAIN = 640
-QUICK_EVAL_SIZE = 500                        # quick notebooks 06-08: validation and test images evaluated
+QUICK_EVAL_SIZE = ex.QUICK_EVAL_SIZE         # quick notebooks: validation and test images evaluated
 
 
 def selection_score(df: pd.DataFrame) -> pd.Series:
@@ -82,15 +82,17 @@ def lr_choice_table(df: pd.DataFrame) -> pd.DataFrame:
 
 def grid_configs(quick: bool = False) -> list[RunConfig]:
     """Notebook 02's runs of the study's rules (the source of their best lr)."""
-    seeds, epochs, steps = (ex.QUICK_SEEDS, ex.QUICK_EPOCHS, ex.QUICK_MAX_STEPS) if quick else \
-        (ex.SEEDS, ex.EPOCHS, ex.MAX_STEPS)
-    return sweep.grid(STUDY_RULES, ex.LRS, seeds, epochs=epochs, batch_size=ex.BATCH_SIZE, max_steps=steps)
+    seeds, epochs, steps, n_eval = (ex.QUICK_SEEDS, ex.QUICK_EPOCHS, ex.QUICK_MAX_STEPS, ex.QUICK_EVAL_SIZE) if quick \
+        else (ex.SEEDS, ex.EPOCHS, ex.MAX_STEPS, ex.EVAL_SIZE)
+    return sweep.grid(STUDY_RULES, ex.LRS, seeds, epochs=epochs, batch_size=ex.BATCH_SIZE, max_steps=steps,
+                      eval_size=n_eval)
 
 
 def adam_search_configs(quick: bool = False) -> list[RunConfig]:
-    seeds, epochs, steps = (ex.QUICK_SEEDS, ex.QUICK_EPOCHS, ex.QUICK_MAX_STEPS) if quick else \
-        (SEARCH_SEEDS, ex.EPOCHS, ex.MAX_STEPS)
-    return sweep.grid(["adam"], ADAM_SEARCH_LRS, seeds, epochs=epochs, batch_size=ex.BATCH_SIZE, max_steps=steps)
+    seeds, epochs, steps, n_eval = (ex.QUICK_SEEDS, ex.QUICK_EPOCHS, ex.QUICK_MAX_STEPS, ex.QUICK_EVAL_SIZE) if quick \
+        else (SEARCH_SEEDS, ex.EPOCHS, ex.MAX_STEPS, ex.EVAL_SIZE)
+    return sweep.grid(["adam"], ADAM_SEARCH_LRS, seeds, epochs=epochs, batch_size=ex.BATCH_SIZE, max_steps=steps,
+                      eval_size=n_eval)
 
 
 def chosen_lrs(runs_dir=results.RUNS_DIR, quick: bool = False) -> dict:
