@@ -567,13 +567,13 @@ def test_a_worker_of_a_dead_sweep_takes_no_new_run(tmp_path, fx):
 
 
 _OPEN_AT_ONCE = """
-import sys, time
+import sys
 from optreport.runs import engine
-t0 = float(sys.argv[2])
-while time.time() < t0:
-    pass
-engine.Queue(sys.argv[1])
-print("ok")
+print("ready", flush=True)
+for url in sys.argv[1:]:
+    sys.stdin.readline()            # the test's go, written to every process at once
+    engine.Queue(url)
+    print("ok", flush=True)
 """
 
 
@@ -582,14 +582,31 @@ print("ok")
 def test_workers_opening_a_fresh_database_at_once_all_start(backend, request, tmp_path):
     """CI, sessions 3 and 4: two workers started together on an empty store; one died creating
     Optuna's schema (UniqueViolation on PostgreSQL, IntegrityError on ``alembic_version`` with
-    SQLite). Six processes now open each of three fresh stores at the same instant, and every one
-    of them starts."""
-    for i in range(3):
-        url = (f"sqlite:///{tmp_path}/fresh{i}.sqlite3" if backend == "sqlite"
-               else request.getfixturevalue("pg").new_database())
-        t0 = time.time() + 8.0          # after every process has imported torch and optuna
-        procs = [subprocess.Popen([sys.executable, "-c", _OPEN_AT_ONCE, url, str(t0)], stdout=subprocess.PIPE,
-                                  stderr=subprocess.STDOUT) for _ in range(6)]
-        outs = [p.communicate(timeout=300)[0].decode() for p in procs]
-        for p, out in zip(procs, outs, strict=True):
+    SQLite). Six processes, once they have imported everything, open each of three fresh stores
+    at the same instant (released together by a line on their stdin), and every one of them starts."""
+    urls = [f"sqlite:///{tmp_path}/fresh{i}.sqlite3" if backend == "sqlite"
+            else request.getfixturevalue("pg").new_database() for i in range(3)]
+    procs = [subprocess.Popen([sys.executable, "-c", _OPEN_AT_ONCE, *urls], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(6)]
+    try:
+        def expect(word):        # every process says ``word`` (after any warning it prints)
+            for p in procs:
+                seen = []
+                while not seen or seen[-1].strip() != word:
+                    seen.append(p.stdout.readline())
+                    assert seen[-1], "".join(seen) + f"(exit {p.wait()} before saying {word!r})"
+        expect("ready")
+        for _ in urls:
+            for p in procs:
+                p.stdin.write("go\n")
+            for p in procs:
+                p.stdin.flush()
+            expect("ok")
+        for p in procs:
+            out = p.communicate(timeout=60)[0]
             assert p.returncode == 0, out
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
