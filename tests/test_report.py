@@ -214,8 +214,9 @@ def _notebook(nbdir, name, title, *code):
 
 @pytest.mark.slow
 def test_jobs_run_notebooks_side_by_side_and_a_failure_starts_no_new_one(tmp_path, monkeypatch):
-    """--jobs 2: two notebooks execute at once (each sees the other's flag file), each writes its own
-    manifest variable; the failing one is named, the running one finishes, the next never starts."""
+    """--jobs 2: two notebooks execute at once (each sees the other's flag file), each with its own
+    manifest variable; the failing one is named, the running one (which ends only once the report has
+    recorded the failure) finishes, the next never starts."""
     ok, why = data_available()
     if not ok:
         pytest.skip(why)
@@ -231,13 +232,19 @@ def test_jobs_run_notebooks_side_by_side_and_a_failure_starts_no_new_one(tmp_pat
                 "    assert time.time() - t0 < 120, 'the other notebook never ran beside this one'\n"
                 "    time.sleep(0.05)\n")
     env = report.sweep.MANIFEST_ENV
+    out = tmp_path / "out"
+    timing = out / "build" / "report_timing.csv"     # the report records 98's failure here first
     _notebook(nbdir, "97_slow.ipynb", "97 · Slow",
-              wait_for.format(me="97", other="98", env=env) + "time.sleep(8)\nprint('97 done')")
+              wait_for.format(me="97", other="98", env=env)
+              + f"while '98_broken' not in (Path({str(timing)!r}).read_text() if Path({str(timing)!r}).exists() "
+                "else ''):\n"
+                "    assert time.time() - t0 < 120, 'the report never recorded the failure'\n"
+                "    time.sleep(0.05)\n"
+                "print('97 done')")
     _notebook(nbdir, "98_broken.ipynb", "98 · Broken",
               wait_for.format(me="98", other="97", env=env) + "raise ValueError('boom')")
     _notebook(nbdir, "99_next.ipynb", "99 · Next", "print('99 ran')")
     monkeypatch.setattr(report, "NOTEBOOK_DIR", nbdir)
-    out = tmp_path / "out"
     rc = report.main(["--quick", "--out", str(out), "--no-progress", "--jobs", "2"])
     assert rc == 1
     assert "97 done" in (out / "notebooks" / "97_slow.ipynb").read_text()
