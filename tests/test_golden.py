@@ -312,11 +312,12 @@ print(json.dumps(train(data=data, compile_step=True, **run)))
 def test_same_configuration_in_two_fresh_processes_gives_identical_records(fixture_dir):
     needs_torch_compile()
     records = []
-    for _ in range(2):
-        proc = subprocess.run([sys.executable, "-c", _FRESH_PROCESS, str(fixture_dir),
-                               json.dumps(TRAIN_RUN)], capture_output=True, text=True, timeout=600)
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        records.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    procs = [subprocess.Popen([sys.executable, "-c", _FRESH_PROCESS, str(fixture_dir), json.dumps(TRAIN_RUN)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    for proc in procs:                       # run side by side, each in a fresh interpreter
+        out, err = proc.communicate(timeout=600)
+        assert proc.returncode == 0, err[-3000:]
+        records.append(json.loads(out.strip().splitlines()[-1]))
     assert records[0]["config"]["compiled_step"] is True
     assert numbers_of(records[0]) == numbers_of(records[1])
 
