@@ -121,7 +121,10 @@ def pytest_collection_modifyitems(session, config, items):
         _SESSION["skip"] = why
         return
     _SESSION["hashes"] = committed_now()
-    factory = config._tmp_path_factory
+    start_quick_report(config._tmp_path_factory)
+
+
+def start_quick_report(factory) -> None:
     _SESSION["report"] = QuickReport(factory.mktemp("quick_report"), factory.mktemp("quick_report_log") / "report.log")
 
 
@@ -144,8 +147,7 @@ def quick_report(tmp_path_factory, committed_hashes):
         ok, why = data_available()
         if not ok:
             pytest.skip(f"Fashion-MNIST not found, the quick report cannot run: {why}")
-        _SESSION["report"] = QuickReport(tmp_path_factory.mktemp("quick_report"),
-                                         tmp_path_factory.mktemp("quick_report_log") / "report.log")
+        start_quick_report(tmp_path_factory)
     return _SESSION["report"].wait()
 
 

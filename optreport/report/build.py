@@ -656,14 +656,6 @@ def execute_one(nb_path: Path, out_nb: Path, params: dict, base: Path, results_d
     return secs, error
 
 
-def _execute_in_job(nb_path, out_nb, params, base, results_dir, quick, notebook_dir, environ):
-    """execute_one in a job process, with the report's environment (the manifest variable is the
-    job's own: each notebook runs in its own process)."""
-    os.environ.clear()
-    os.environ.update(environ)
-    return execute_one(nb_path, out_nb, params, base, results_dir, quick, notebook_dir)
-
-
 def run(args) -> int:
     nbs = find_notebooks(args.only)
     if not nbs:
@@ -695,10 +687,10 @@ def run(args) -> int:
           f"{results_dir}, figures -> {img_dir}" + (f"; {jobs} at a time" if jobs > 1 else ""), flush=True)
     t_all = time.perf_counter()
     failures = []
+    titles = {nb_path: notebook_title(nbformat.read(nb_path, as_version=4)) for nb_path in nbs}
 
     def done(i, nb_path, secs, error):
-        title = notebook_title(nbformat.read(nb_path, as_version=4))
-        timing[nb_path.stem] = {"notebook": nb_path.stem, "title": title, "seconds": f"{secs:.1f}",
+        timing[nb_path.stem] = {"notebook": nb_path.stem, "title": titles[nb_path], "seconds": f"{secs:.1f}",
                                 "status": "failed" if error else "ok", "quick": args.quick}
         write_timing(timing_csv, timing)
         out_nb = executed_dir / nb_path.name
@@ -711,7 +703,7 @@ def run(args) -> int:
             print(f"    {nb_path.name}: {secs:.1f} s", flush=True)
 
     def started(i, nb_path):
-        print(f"[{i}/{len(nbs)}] {nb_path.name}: {notebook_title(nbformat.read(nb_path, as_version=4))}", flush=True)
+        print(f"[{i}/{len(nbs)}] {nb_path.name}: {titles[nb_path]}", flush=True)
 
     if jobs == 1:
         for i, nb_path in enumerate(nbs, 1):
@@ -721,7 +713,8 @@ def run(args) -> int:
             done(i, nb_path, secs, error)
             if error is not None:
                 break
-    else:      # notebooks share runs only through the store, whose workers train each run once
+    else:      # job processes (spawned after KERNEL_ENV is set; each sets its own manifest variable);
+        # notebooks share runs only through the store, whose workers train each run once
         queue = list(enumerate(nbs, 1))
         running = {}
         with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn")) as pool:
@@ -729,8 +722,8 @@ def run(args) -> int:
                 while queue and len(running) < jobs and not failures:   # a failure starts no new notebook
                     i, nb_path = queue.pop(0)
                     started(i, nb_path)
-                    fut = pool.submit(_execute_in_job, nb_path, executed_dir / nb_path.name, params, base,
-                                      results_dir, args.quick, NOTEBOOK_DIR, dict(os.environ))
+                    fut = pool.submit(execute_one, nb_path, executed_dir / nb_path.name, params, base,
+                                      results_dir, args.quick, NOTEBOOK_DIR)
                     running[fut] = (i, nb_path)
                 if not running:
                     break
