@@ -149,6 +149,23 @@ def test_reading_tolerance_is_used(published):
     assert strict != loose
 
 
+
+def test_published_answer_for_the_readme(published):
+    """The README's sentence: each published rule agrees or disagrees (side, epochs, largest distance,
+    mean gap), the rules without published numbers by their last epoch."""
+    t = tables.published_comparison(_ours(published, shift={"adam": -3}), published, RULES)
+    text = readings.published_answer(t, tol=0.005)
+    assert text.startswith("Our mean test accuracy (2 seeds, 20 epochs) against the published min–max (within "
+                           "0.5 pp counts as agreeing): agrees: SGD (mean gap +0.00 pp over 20 epochs), Momentum")
+    assert "disagrees: Adam (below at 20 of 20 epochs, by up to " in text and "mean gap -3.00 pp)" in text
+    gravity = t[(t.rule == "gravity") & (t.epoch == 20)].test_acc.iloc[0]
+    assert f"Without published numbers, at epoch 20: Gravity {gravity:.1%}, Cosine" in text
+    up = tables.published_comparison(_ours(published, shift={"sgd": 2}, rules=["sgd"]), published)
+    assert "disagrees: SGD (above at 20 of 20" in readings.published_answer(up) and "agrees:" not in \
+        readings.published_answer(up).replace("disagrees:", "")
+    assert readings.published_answer(t.iloc[:0]) == "No runs to compare yet."
+
+
 # --------------------------------------------------------------------------- the draft notebook
 def test_notebook_follows_the_conventions():
     nb = json.loads(NB08.read_text())

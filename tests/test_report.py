@@ -598,3 +598,28 @@ def test_readme_answers_the_seed_questions_from_06_and_07_tables(tmp_path):
     lines = "\n".join(report.seed_question_lines(tmp_path))
     assert "**Would 100 epochs change the answer?** (notebook 06) Between epoch 15 and epoch 100, 0 of 1" in lines
     assert "**Is the data set too small to show a difference?** (notebook 07) **No.**" in lines
+    assert "notebook 05" not in lines and "notebook 08" not in lines
+
+
+def test_readme_answers_the_tuning_and_benchmark_questions_from_05_and_08_tables(tmp_path):
+    """Notebook 05's rerun tables and notebook 08's comparison add their generated answers; the old
+    05 (no ``05_reruns``) adds none."""
+    pd.DataFrame([dict(protocol="a", rule=r, n_seeds=5, n_trained=5, outcome="trained", mean=m, ci_lo=m - .01,
+                       ci_hi=m + .01, rank=i + 1) for i, (r, m) in enumerate([("sgd", .89), ("adam", .86)])]
+                 ).to_csv(tmp_path / "05_ranking.csv", index=False)
+    pd.DataFrame([dict(family="each rule vs the top of the reruns (a)", a="adam", b="sgd", verdict="worse")]
+                 ).to_csv(tmp_path / "05_vs_top.csv", index=False)
+    pd.DataFrame(columns=["protocol_1", "protocol_2", "n_rules", "tau", "p"]).to_csv(tmp_path / "05_kendall.csv",
+                                                                                      index=False)
+    pd.DataFrame([dict(protocol="a", special="sgd", general="adam", inclusion="violated")]
+                 ).to_csv(tmp_path / "05_inclusion_pairs.csv", index=False)
+    assert report.seed_question_lines(tmp_path) == []                   # the old notebook 05 wrote no reruns
+    pd.DataFrame(columns=["rule", "protocol", "seed", "test_acc"]).to_csv(tmp_path / "05_reruns.csv", index=False)
+    lines = "\n".join(report.seed_question_lines(tmp_path))
+    assert ("**How does the tuning protocol change the ranking?** (notebook 05" in lines
+            and "under a (fixed grid) the top is SGD 89.00% [88.00, 90.00] (5 seeds), the other 1 rules against "
+            "it: 1 worse." in lines and "a: 1 violated" in lines)
+    pd.DataFrame([dict(rule="sgd", epoch=1, test_acc=.8, n_seeds=2, published_test_acc=.8, published_min=.79,
+                       published_max=.81)]).to_csv(tmp_path / "08_cnn_vs_published.csv", index=False)
+    lines = "\n".join(report.seed_question_lines(tmp_path))
+    assert "**Do our numbers agree with a published benchmark?** (notebook 08" in lines and "agrees: SGD" in lines

@@ -246,6 +246,31 @@ def test_novel_rerun_reading():
     assert lines[1].startswith("**Cosine** — b: rank 1 of 8") and "the top" in lines[1]
 
 
+
+def test_tuning_answer_for_the_readme():
+    """The README's one-paragraph answer: per protocol the top and the verdict counts against it,
+    Kendall τ worded by its p-value, the inclusions per protocol; built from the saved tables."""
+    rk, tabs = _judged()
+    vs_top = pd.concat([t for _, t in tabs.values()], ignore_index=True)
+    tau = tuning.rerun_kendall(rk)
+    incl = tuning.inclusion_verdicts(tabs)
+    text = readings.tuning_answer(rk, vs_top, tau, incl, {"b": "lr tuned", "c": "all tuned"})
+    b, c = text.split("; under c")
+    assert b.startswith("under b (lr tuned) the top is Cosine 88.") and "(5 seeds), the other 7 rules against it: " in b
+    assert "1 decided by an outcome" in b                        # RMSProp diverged under b
+    n_b = sum(int(x.split()[0]) for x in b.split("against it: ")[1].split(", "))
+    assert n_b == 7                                              # every other rule counted once
+    assert c.startswith(" (all tuned) the top is Adam ")
+    t = tau.iloc[0]
+    word = ("agree" if t.tau > 0 else "reversed") if t.p < 0.05 else "not shown to agree"
+    assert f"b–c τ = {t.tau:.2f} ({readings.fmt_p(t.p)}, {word})" in text
+    n = incl[incl.protocol == "b"].inclusion.value_counts()
+    assert (f"b: {n['holds']} holds, {n['violated']} violated, {n['decided by outcome']} decided by outcome;"
+            in text) and "indistinguishable" not in text
+    no_extra = readings.tuning_answer(rk, vs_top, tau.iloc[:0])
+    assert "Kendall" not in no_extra and "inclusions" not in no_extra and "under b the top" in no_extra
+
+
 # ----------------------------------------------------------------------------- figures
 
 def test_budget_figures():

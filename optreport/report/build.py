@@ -551,9 +551,11 @@ def training_seconds(runs_dir: Path) -> float:
 
 
 def seed_question_lines(results_dir: Path) -> list[str]:
-    """The README's answers to seed 000's two guesses, generated from notebooks 06 and 07's tables
-    when they exist: would 100 epochs change the answer, and is the data set too small to show a
-    difference."""
+    """The README's answers to the report's questions beyond notebooks 02-03, each generated from a
+    notebook's tables when they exist: seed 000's two guesses (would 100 epochs change the answer,
+    notebook 06; is the data set too small to show a difference, notebook 07), how the tuning
+    protocol changes the ranking (notebook 05's reruns), and whether our numbers agree with a
+    published benchmark (notebook 08)."""
     out = []
     long_ = results_dir / "06_vs_sgd_by_length.csv"
     if long_.exists():
@@ -562,6 +564,17 @@ def seed_question_lines(results_dir: Path) -> list[str]:
     if size.exists():
         out += ["", "**Is the data set too small to show a difference?** (notebook 07) "
                 + readings.size_answer(pd.read_csv(size))]
+    names = ("05_reruns", "05_ranking", "05_vs_top", "05_kendall", "05_inclusion_pairs")
+    if all((results_dir / f"{n}.csv").exists() for n in names):      # 05 at the budget that can decide
+        _, ranking, vs_top, tau, incl = (pd.read_csv(results_dir / f"{n}.csv") for n in names)
+        out += ["", "**How does the tuning protocol change the ranking?** (notebook 05, Choi et al. 2019: the "
+                "configuration each protocol selects on the validation split, rerun with several seeds) "
+                + readings.tuning_answer(ranking, vs_top, tau, incl, {"a": "fixed grid", "b": "lr tuned",
+                                                                      "c": "all tuned"})]
+    cnn = results_dir / "08_cnn_vs_published.csv"
+    if cnn.exists():
+        out += ["", "**Do our numbers agree with a published benchmark?** (notebook 08, DeepOBS's fmnist_2c2d at "
+                "Crowded Valley's one-shot defaults) " + readings.published_answer(pd.read_csv(cnn))]
     return out
 
 

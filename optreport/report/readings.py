@@ -1179,3 +1179,89 @@ def step_modes_reading(modes: pd.DataFrame) -> str:
     else:
         out += " Compiling makes no step faster here."
     return out
+
+
+# ----------------------------------------------------------------------------- README: notebooks 05 and 08
+
+def tuning_answer(ranking: pd.DataFrame, vs_top: pd.DataFrame, kendall: pd.DataFrame,
+                  inclusion: pd.DataFrame | None = None, protocols: dict | None = None) -> str:
+    """The README's answer to "how does the tuning protocol change the ranking?" from notebook 05's
+    rerun tables (``05_ranking``, ``05_vs_top``, ``05_kendall``, ``05_inclusion_pairs``): per protocol
+    the top rule with its interval and how the other rules stand against it (counts of verdicts), the
+    Kendall τ of every two protocols' rankings (agreement claimed only at p < 0.05), and Choi et al.'s
+    inclusions per protocol (holds / violated / undecided)."""
+    protocols = protocols or {}
+    parts = []
+    for p in dict.fromkeys(ranking["protocol"]):
+        r = ranking[ranking["protocol"] == p].sort_values("rank")
+        top = r.iloc[0]
+        n = int(r["n_seeds"].max())
+        v = vs_top[vs_top["family"].astype(str).str.endswith(f"({p})")] if len(vs_top) else vs_top
+        counts = ", ".join(f"{int((v['verdict'] == w).sum())} {w}" for w in VERDICTS if (v["verdict"] == w).any())
+        other = v[~v["verdict"].isin(VERDICTS)] if len(v) else v
+        if len(other):
+            counts += (", " if counts else "") + f"{len(other)} decided by an outcome"
+        what = f" ({protocols[p]})" if p in protocols else ""
+        parts.append(f"under {p}{what} the top is {rule_label(top['rule'])} "
+                     f"{_pct_ci(top['mean'], top['ci_lo'], top['ci_hi'])} ({n} seeds), the other {len(r) - 1} "
+                     f"rules against it: {counts or 'not compared'}")
+    text = "; ".join(parts) + "."
+    if len(kendall):
+        taus = []
+        for _, k in kendall.iterrows():
+            if not np.isfinite(k["tau"]):
+                continue
+            word = ("agree" if k["tau"] > 0 else "reversed") if k["p"] < 0.05 else "not shown to agree"
+            taus.append(f"{k['protocol_1']}–{k['protocol_2']} τ = {k['tau']:.2f} ({fmt_p(k['p'])}, {word})")
+        if taus:
+            text += " Rankings between protocols (Kendall τ over the rules): " + "; ".join(taus) + "."
+    if inclusion is not None and len(inclusion):
+        inc = []
+        for p, c in inclusion.groupby("protocol", sort=False):
+            w = ", ".join(f"{int((c['inclusion'] == x).sum())} {x}" for x in
+                          ("holds", "violated", "undecided", "decided by outcome") if (c["inclusion"] == x).any())
+            inc.append(f"{p}: {w}")
+        text += " Choi et al.'s inclusions (general rule not worse than its special case): " + "; ".join(inc) + "."
+    return text
+
+
+def published_answer(table: pd.DataFrame, tol: float = PUBLISHED_TOL) -> str:
+    """The README's answer to "do our numbers agree with a published benchmark?" from notebook 08's
+    ``08_cnn_vs_published`` table: per rule with published numbers, agrees (our mean inside the
+    published min–max, or within ``tol``, at every epoch) or disagrees (at how many epochs, on which
+    side, by up to how much), with the mean gap ours − published; the rules without published numbers
+    by their last-epoch accuracy."""
+    if table.empty:
+        return "No runs to compare yet."
+    pos = published_position(table, tol)
+    agree, disagree, unpublished = [], [], []
+    for rule, g in table.groupby("rule", sort=False):
+        p = pos.loc[g.index]
+        has = p != "no published"
+        name = rule_label(rule)
+        if not has.any():
+            last = g.sort_values("epoch").iloc[-1]
+            unpublished.append(f"{name} {last.test_acc:.1%}")
+            continue
+        c, pc = g[has], p[has]
+        gap = 100 * (c["test_acc"] - c["published_test_acc"]).mean()
+        out = pc.isin(["below", "above"])
+        if not out.any():
+            agree.append(f"{name} (mean gap {gap:+.2f} pp over {len(c)} epochs)")
+            continue
+        sides = " and ".join(s for s in ("below", "above") if (pc == s).any())
+        dist = np.maximum(c["published_min"] - c["test_acc"], c["test_acc"] - c["published_max"])[out]
+        disagree.append(f"{name} ({sides} at {int(out.sum())} of {len(c)} epochs, by up to {100 * dist.max():.1f} pp; "
+                        f"mean gap {gap:+.2f} pp)")
+    n_ours = int(table["n_seeds"].min())
+    last = int(table["epoch"].max())
+    text = (f"Our mean test accuracy ({n_ours} seeds, {last} epochs) against the published min–max "
+            f"(within {100 * tol:.1f} pp counts as agreeing): ")
+    text += "; ".join(x for x in (("agrees: " + ", ".join(agree)) if agree else "",
+                                   ("disagrees: " + ", ".join(disagree)) if disagree else "") if x) + "."
+    if unpublished:
+        text += f" Without published numbers, at epoch {last}: " + ", ".join(unpublished) + "."
+    return text
+
+
+__all__ += ["tuning_answer", "published_answer"]
