@@ -38,7 +38,7 @@ def test_cnn_configs_are_deepobs_fmnist_2c2d_with_one_shot_defaults():
 def test_quick_cnn_configs_are_tiny_and_valid():
     q = plans.cnn_configs(quick=True)
     assert len(q) == 10 and {c.seed for c in q} == {0, 1}
-    assert all(c.max_steps <= 30 and c.epochs == 1 and c.data_protocol == "deepobs" for c in q)
+    assert all(c.max_steps <= 5 and c.epochs == 1 and c.data_protocol == "deepobs" for c in q)
     for c in q:
         validate(c)
     assert not {c.key for c in q} & {c.key for c in plans.cnn_configs()}

@@ -1,5 +1,6 @@
 """Notebook 05 at a budget that can decide: trial plans, selection by validation, reruns, verdicts on
 the reruns, the best-so-far curve, its figures and readings (tuning.py, figures.py, readings.py)."""
+import functools
 import itertools
 import json
 import math
@@ -209,11 +210,18 @@ def test_best_so_far_rises_when_validation_predicts_test():
 
 # ----------------------------------------------------------------------------- readings
 
-def _judged():
+@functools.cache
+def _judged_once():
     chosen, plan, df = _reruns()
     rk = tuning.rerun_ranking(tuning.rerun_table(df, plan))
     tabs = tuning.rerun_comparisons(run_outcomes(df), chosen, rk)
     return rk, tabs
+
+
+def _judged():
+    """The synthetic reruns' ranking and verdict tables (computed once: ~5 s), copied per test."""
+    rk, tabs = _judged_once()
+    return rk.copy(), {p: (a.copy(), b.copy()) for p, (a, b) in tabs.items()}
 
 
 def test_rerun_ranking_reading():

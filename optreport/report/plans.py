@@ -162,7 +162,7 @@ CNN_HPARAMS = {                             # rule -> hyper-parameters (Crowded 
     "gravity": {"lr": 0.01},                # no published default: SGD's one-shot lr
     "cosine": {"lr": 0.01},                 # no published default: SGD's one-shot lr
 }
-CNN_QUICK_MAX_STEPS = 20
+CNN_QUICK_MAX_STEPS = 5                     # quick: steps per run (a CNN step costs ~0.3 s here)
 CNN_QUICK_EPOCHS = 1                        # quick: one evaluation per run (a CNN evaluation costs seconds)
 CNN_QUICK_EVAL_SIZE = QUICK_EVAL_SIZE       # quick: validation and test images evaluated
 
