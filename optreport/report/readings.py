@@ -1255,7 +1255,8 @@ def published_answer(table: pd.DataFrame, tol: float = PUBLISHED_TOL) -> str:
                         f"mean gap {gap:+.2f} pp)")
     n_ours = int(table["n_seeds"].min())
     last = int(table["epoch"].max())
-    text = (f"Our mean test accuracy ({n_ours} seeds, {last} epochs) against the published min–max "
+    text = (f"Our mean test accuracy ({n_ours} seed{'s' if n_ours != 1 else ''}, {last} epochs) against the "
+            f"published min–max "
             f"(within {100 * tol:.1f} pp counts as agreeing): ")
     text += "; ".join(x for x in (("agrees: " + ", ".join(agree)) if agree else "",
                                    ("disagrees: " + ", ".join(disagree)) if disagree else "") if x) + "."
