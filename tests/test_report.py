@@ -296,7 +296,29 @@ def test_cost_table_from_manifests_counts_a_shared_run_once(tmp_path, monkeypatc
     assert t.loc["03_novel", "stored"] == 1 and t.loc["03_novel", "model_epochs"] == 2
     assert t.loc["02_lr_sweep", "process_hours"] == pytest.approx(2 * (2.5 + 4.0) / 3600)
     md = report.cost_markdown(tmp_path)
-    assert "| total | 4 | 6 |" in md and "Throughput" not in md
+    assert "| total | 4 | 6 |" in md and "Throughput" not in md and "paused" not in md
+
+
+def test_cost_table_counts_an_epoch_of_a_paused_sweep_at_its_runs_median(tmp_path):
+    """An epoch that was in flight while the sweep was paused (SIGSTOP) records the pause: the cost
+    table counts it at its run's median epoch and says how many it corrected; a first epoch that is a
+    few seconds slower (compiling) stays as measured, and so do runs of fewer than 3 epochs."""
+    runs = {"k0": [(10.0, 1.0), (10.0, 1.0), (900.0, 1.0), (10.0, 1.0)],    # paused in epoch 3's training
+            "k1": [(14.0, 1.0), (4.0, 1.0), (4.0, 90.0), (4.0, 1.0)],       # compile in 1; paused in eval 3
+            "k2": [(5.0, 0.5), (500.0, 0.5)]}                               # 2 epochs: no median to trust
+    for i, (key, eps) in enumerate(runs.items()):
+        epochs = [{"epoch": e + 1, "train_seconds": t, "eval_seconds": v, "step_seconds": 0.1, "test_acc": 0.5}
+                  for e, (t, v) in enumerate(eps)]
+        write_run(tmp_path / "runs", key, {"model": "mlp", "rule": "sgd", "hparams": {"lr": 0.1}, "seed": i,
+                                           "epochs": len(eps), "batch_size": 64, "val_size": 5000},
+                  {"epochs": epochs, "diverged": False, "diverged_epoch": None})
+    (tmp_path / "manifests").mkdir()
+    (tmp_path / "manifests" / "02_lr_sweep.txt").write_text("k0\nk1\nk2\n")
+    t = report.cost_table(tmp_path).iloc[0]
+    expected = (40 + 4) + (26 + 4) + (505 + 1)                # k0: 900 -> 10; k1: eval 90 -> 1; k2 as is
+    assert t.process_hours == pytest.approx(expected / 3600) and t.paused_epochs == 2
+    assert "2 epochs in flight while the sweep was paused for a speed measurement count as their run's median" \
+        in report.cost_markdown(tmp_path)
 
 
 # ----------------------------------------------------------------------------- quick report

@@ -49,7 +49,7 @@ __all__ = ["state_bytes", "state_bytes_per_param", "make_optimizer", "step_time_
            "step_time_table", "step_modes_table", "step_bytes_per_param", "StreamUpdate", "STEP_ARRAYS",
            "machine_info", "best_lr", "clean_epochs", "epoch_costs", "final_accuracy",
            "time_to_target", "accuracy_vs_time", "accuracy_at_time", "run_times", "gain_family", "gain_vs_cost",
-           "range_ci"]
+           "range_ci", "PAUSE_FACTOR", "PAUSE_EXCESS_S", "pause_corrected"]
 
 DEFAULT_LR = 0.01   # used when ``hparams`` gives no lr (the report's middle grid value)
 
@@ -479,6 +479,26 @@ def accuracy_at_time(curves: pd.DataFrame, seconds: float, by: str = "rule") -> 
         out[g] = (float(np.interp(seconds, c["seconds"], c["mean"]))
                   if seconds >= c["seconds"].iloc[0] else np.nan)
     return pd.Series(out, name=f"acc_at_{seconds:.3g}s")
+
+
+PAUSE_FACTOR = 3.0      # an epoch over 3x its run's median ...
+PAUSE_EXCESS_S = 20.0   # ... and over 20 s more than it was paused (SIGSTOP while speed was measured)
+
+
+def pause_corrected(df: pd.DataFrame, col: str = "train_seconds") -> tuple[pd.Series, pd.Series]:
+    """Per-epoch wall seconds (``col`` of stored runs' epoch rows) with the epochs of a paused sweep
+    counted at their run's median epoch, and a mask of those epochs.
+
+    A sweep is paused with SIGSTOP while a benchmark needs a quiet machine; the epoch in flight then
+    records the pause as wall time (measured here: 0.1-1.3 h in one epoch of a 15-s-epoch run). An
+    epoch is taken as paused when it took more than :data:`PAUSE_FACTOR` times its run's median epoch
+    *and* more than :data:`PAUSE_EXCESS_S` seconds more: a first epoch that compiles the step costs
+    a few seconds more, not minutes, and stays as measured. Runs of fewer than 3 epochs have no
+    median to trust and stay as measured."""
+    g = df.groupby("key")[col]
+    med = g.transform("median")
+    paused = (g.transform("size") >= 3) & (df[col] > PAUSE_FACTOR * med) & (df[col] - med > PAUSE_EXCESS_S)
+    return df[col].where(~paused, med), paused
 
 
 def run_times(df: pd.DataFrame, by=("rule", "lr")) -> pd.DataFrame:

@@ -53,6 +53,7 @@ from nbconvert.filters.markdown_mistune import markdown2html_mistune
 from nbconvert.preprocessors import TagRemovePreprocessor
 from papermill.exceptions import PapermillExecutionError
 
+from optreport.analysis import costs
 from optreport.engine import data
 from optreport.report import readings
 from optreport.report.figures import RULE_ORDER, rule_label
@@ -489,11 +490,16 @@ def write_manifest(log: Path, out: Path) -> None:
 def cost_table(results_dir: Path) -> pd.DataFrame:
     """Per notebook (``results/manifests/NN_*.txt``, in order), the runs it reads that no earlier
     notebook read, their model-epochs and their measured training + evaluation seconds (from the
-    runs' records): what the notebook costs on an empty store."""
+    runs' records; an epoch in flight while the sweep was paused counts as its run's median epoch,
+    :func:`optreport.analysis.costs.pause_corrected`, and ``paused_epochs`` counts them): what the
+    notebook costs on an empty store."""
     runs_dir = results_dir / "runs"
     df = load_results(runs_dir=runs_dir)
-    per_run = df.groupby("key").agg(epochs=("epoch", "size"), seconds=("train_seconds", "sum"),
-                                    eval_seconds=("eval_seconds", "sum"))
+    train_s, paused_t = costs.pause_corrected(df, "train_seconds")
+    eval_s, paused_e = costs.pause_corrected(df, "eval_seconds")
+    df = df.assign(train_s=train_s.fillna(0), eval_s=eval_s.fillna(0), paused=paused_t | paused_e)
+    per_run = df.groupby("key").agg(epochs=("epoch", "size"), seconds=("train_s", "sum"),
+                                    eval_seconds=("eval_s", "sum"), paused=("paused", "sum"))
     seen, rows = set(), []
     for path in sorted((results_dir / "manifests").glob("[0-9][0-9]_*.txt")):
         keys = [k for k in path.read_text().split() if k not in seen]
@@ -501,8 +507,9 @@ def cost_table(results_dir: Path) -> pd.DataFrame:
         have = per_run.reindex([k for k in keys if k in per_run.index])
         rows.append({"notebook": path.stem, "runs": len(keys), "stored": len(have),
                      "model_epochs": int(have["epochs"].sum()),
-                     "process_hours": float((have["seconds"].fillna(0) + have["eval_seconds"].fillna(0)).sum() / 3600)})
-    return pd.DataFrame(rows, columns=["notebook", "runs", "stored", "model_epochs", "process_hours"])
+                     "process_hours": float((have["seconds"] + have["eval_seconds"]).sum() / 3600),
+                     "paused_epochs": int(have["paused"].sum())})
+    return pd.DataFrame(rows, columns=["notebook", "runs", "stored", "model_epochs", "process_hours", "paused_epochs"])
 
 
 def cost_markdown(results_dir: Path, workers: int = 2) -> str:
@@ -510,8 +517,12 @@ def cost_markdown(results_dir: Path, workers: int = 2) -> str:
     wall-clock estimate with ``workers`` worker processes, and the throughput benchmark's table
     (``results/bench_throughput.csv``, written by ``make bench``) when it exists."""
     t = cost_table(results_dir)
+    paused = int(t["paused_epochs"].sum())
+    pause_note = (f"; {paused} epoch{'s' if paused != 1 else ''} in flight while the sweep was paused for a speed "
+                  f"measurement count{'' if paused != 1 else 's'} as {'their' if paused != 1 else 'its'} run's "
+                  f"median epoch" if paused else "")
     lines = [f"Training cost of each notebook on an empty store, from the seconds its stored runs took (as measured "
-             f"while they ran, often beside other work on the machine) "
+             f"while they ran, often beside other work on the machine{pause_note}) "
              f"(a run shared by several notebooks counts for the first); wall clock with {workers} worker processes:",
              "", "| notebook | runs | model-epochs | process-hours | wall clock (h) |", "|---|---|---|---|---|"]
     for r in t.itertuples():
