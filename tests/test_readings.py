@@ -46,6 +46,20 @@ def test_equivalent():
     s = rd.verdict_sentence(row(base, [x + 1e-4 * (i % 2) for i, x in enumerate(base)]))
     assert s.startswith("Gravity at lr 0.1 and Momentum at lr 0.1 are equivalent within ±0.5 pp: ")
     assert "% TOST interval, Holm-adjusted; 10 seeds)." in s
+    r = row(base, [x + e for x, e in zip(base, noisy(0.0, 0.001, seed=4))])      # no steady difference
+    assert r.verdict == "equivalent" and r.p_holm >= r.alpha
+    assert "also significant" not in rd.verdict_sentence(r)
+
+
+def test_equivalent_and_also_significant_says_both():
+    """A small, steady difference inside the margin: equivalent, and the sentence does not hide that the
+    difference itself is significant (Adam with and without cosine decay in notebook 06)."""
+    base = noisy(0.87, 0.01, seed=3)
+    r = row([x + 0.003 + 1e-4 * (i % 3) for i, x in enumerate(base)], base)
+    assert r.verdict == "equivalent" and r.p_holm < r.alpha
+    s = rd.verdict_sentence(r)
+    assert s.endswith(f"; 10 seeds). The difference is also significant ({rd.fmt_p(r.p_holm)}): Gravity at lr 0.1 "
+                      "is higher, by less than the margin.")
 
 
 def test_inconclusive_names_the_detectable_difference():

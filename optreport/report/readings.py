@@ -80,8 +80,13 @@ def verdict_sentence(row) -> str:
     if v in ("better", "worse"):
         return (f"{A} is {v} than {B}: {_interval(row)}, {fmt_p(row['p_holm'])}; {n} seeds).")
     if v == "equivalent":
-        return (f"{A} and {B} are equivalent within ±{row['margin_pp']:g} pp: {_interval(row)}; "
+        text = (f"{A} and {B} are equivalent within ±{row['margin_pp']:g} pp: {_interval(row)}; "
                 f"{n} seeds).")
+        p_holm, alpha = row.get("p_holm", np.nan), row.get("alpha", np.nan)
+        if np.isfinite(p_holm) and np.isfinite(alpha) and p_holm < alpha and row["diff_pp"] != 0:
+            text += (f" The difference is also significant ({fmt_p(p_holm)}): {A} is "
+                     f"{'higher' if row['diff_pp'] > 0 else 'lower'}, by less than the margin.")
+        return text
     if n < 2 or not np.isfinite(row["ci_lo_pp"]):
         return f"{A} vs {B} is inconclusive: {n} paired seed(s), too few to test."
     return (f"{A} vs {B} is inconclusive: {_interval(row)}, {fmt_p(row['p_holm'])}); with {n} seeds only a "
