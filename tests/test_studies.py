@@ -136,3 +136,67 @@ def test_gravity_schedule_answer():
     unsure = readings.gravity_schedule_answer(t.assign(verdict=["inconclusive", "equivalent", "better"]))
     assert unsure.startswith("**Not decided.**") and "≥ 0.8 pp" in unsure
     assert "not compared" in readings.gravity_schedule_answer(t.iloc[1:])
+
+
+SIZES = [2037, 6111, 18333, 55000]
+
+
+def size_runs(slopes: dict, n_seeds: int = 5, noise_pp: float = 0.1, seed: int = 0) -> pd.DataFrame:
+    """Notebook 07's per-run table: SGD at 85% plus a seed effect, each rule at SGD + its gap, the gap
+    ``intercept + slope * log3(n / 2037)`` pp with independent noise."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for s in range(n_seeds):
+        seed_effect = rng.normal(0, 0.5)
+        for i, n in enumerate(SIZES):
+            sgd = 85 + 1.5 * i + seed_effect + rng.normal(0, 0.3)
+            rows.append(dict(rule="sgd", n_train=n, seed=s, test_acc=sgd / 100, outcome="trained"))
+            for rule, (a, b) in slopes.items():
+                gap = a + b * np.log(n / SIZES[0]) / np.log(3) + rng.normal(0, noise_pp)
+                rows.append(dict(rule=rule, n_train=n, seed=s, test_acc=(sgd + gap) / 100, outcome="trained"))
+    return pd.DataFrame(rows)
+
+
+def test_size_trend_finds_a_growing_gap_and_none_where_there_is_none():
+    t = studies.size_trend(size_runs({"adam": (-0.5, 0.5), "gravity": (-0.5, 0.0), "cosine": (0.5, -0.6)}))
+    assert list(t.columns) == studies.TREND_COLUMNS
+    r = t.set_index("rule")
+    assert r.loc["adam", "verdict"] == "gap grows" and r.loc["cosine", "verdict"] == "gap shrinks"
+    assert r.loc["gravity", "verdict"] == "no trend shown" and r.loc["gravity", "mde_pp"] > 0
+    assert r.loc["adam", "slope_pp"] == pytest.approx(0.5, abs=0.1)
+    assert r.loc["adam", "diff_smallest_pp"] == pytest.approx(-0.5, abs=0.15)
+    assert r.loc["adam", "diff_largest_pp"] == pytest.approx(1.0, abs=0.15)
+    assert (r["ci_lo_pp"] <= r["slope_pp"]).all() and (r["slope_pp"] <= r["ci_hi_pp"]).all()
+    # the interval is at Holm's level and excludes 0 exactly for a change
+    changed = r["verdict"] != "no trend shown"
+    assert ((r["ci_lo_pp"] > 0) | (r["ci_hi_pp"] < 0)).eq(changed).all()
+    assert (r["p_holm"] >= r["p"]).all() and r["ci_level"].between(0.95, 1).all()
+
+
+def test_size_trend_uses_only_seeds_trained_at_every_size():
+    df = size_runs({"adam": (0.0, 0.5)}, n_seeds=3)
+    df.loc[(df.rule == "adam") & (df.seed == 0) & (df.n_train == 6111), "outcome"] = "diverged"
+    r = studies.size_trend(df).iloc[0]
+    assert r.n_seeds == 2
+    df.loc[(df.rule == "adam") & (df.seed == 1), "outcome"] = "diverged"
+    r = studies.size_trend(df).iloc[0]
+    assert r.n_seeds == 1 and r.verdict == "too few seeds" and np.isnan(r.p_holm)
+
+
+def test_size_answer_from_the_trend():
+    trend = studies.size_trend(size_runs({"adam": (-0.5, 0.5), "gravity": (-0.5, 0.0), "momentum": (0.5, -0.6)}))
+    t = _rows([(f"{r} (n=2037)", 0.1, "sgd (n=2037)", 0.1, 2037, -0.5, "inconclusive") for r in ("adam", "gravity")]
+              + [(f"{r} (all data)", 0.1, "sgd (all data)", 0.1, 55000, 1.0, "inconclusive")
+                 for r in ("adam", "gravity")])
+    text = readings.size_answer(t, trend=trend)
+    assert text.startswith("**Yes, for Adam and Momentum.** No rule is shown to differ from SGD on the full training "
+                           "set (2 inconclusive")
+    assert "as the set grows, Adam gains on SGD; Momentum loses ground to SGD." in text
+    a = trend.set_index("rule").loc["adam"]
+    assert f"Adam {a.slope_pp:+.2f} pp per tripling of the training set [{a.ci_lo_pp:+.2f}, {a.ci_hi_pp:+.2f}]" in text
+    assert "Gravity: no trend shown" in text and "Mean |difference to SGD|" in text
+    flat = trend.assign(verdict="no trend shown")
+    assert readings.size_answer(t, trend=flat).startswith("**Not shown either way.**")
+    assert "no rule's gap to SGD is shown to change" in readings.size_answer(t, trend=flat)
+    worse = t.assign(verdict=["inconclusive", "inconclusive", "worse", "inconclusive"])
+    assert readings.size_answer(worse, trend=trend).startswith("**No.**")

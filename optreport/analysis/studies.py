@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import scipy.stats as st
 
+from optreport.analysis import compare
 from optreport.analysis.compare import Arm, Family, Pair
-from optreport.analysis.outcomes import run_outcomes
+from optreport.analysis.outcomes import TRAINED, run_outcomes
 
 __all__ = ["at_epoch", "tag", "arm", "vs_reference", "schedule_pairs", "cross_pairs", "curve_table", "label_values"]
 
@@ -90,3 +92,71 @@ def label_values(runs: pd.DataFrame, by: str, column: str | None = None) -> dict
     for rule, v, x in runs[["base_rule", by, column]].drop_duplicates(subset=["base_rule", by]).itertuples(index=False):
         out[f"{rule} ({_value_text(by, v)})"] = x
     return out
+
+
+# ----------------------------------------------------------------------------- trend with size
+
+TREND_COLUMNS = ["rule", "base", "n_seeds", "n_sizes", "factor", "diff_smallest_pp", "diff_largest_pp", "slope_pp",
+                 "ci_lo_pp", "ci_hi_pp", "ci_level", "p", "p_holm", "alpha_adj", "sd_pp", "mde_pp", "verdict"]
+
+
+def size_trend(per_run: pd.DataFrame, base: str = "sgd", *, size: str = "n_train", metric: str = "test_acc",
+               factor: float = 3.0, alpha: float = compare.ALPHA) -> pd.DataFrame:
+    """Does each rule's gap to ``base`` change with the training-set size? One row per rule.
+
+    ``per_run``: one row per run with ``rule, seed, <size>, <metric>, outcome`` (notebook 07's
+    ``07_data_size`` table). For every seed at which the rule and ``base`` trained at every size,
+    the paired gap d(n) = metric(rule) - metric(base) (pp) is fitted by least squares against
+    log(n)/log(``factor``); ``slope_pp`` is the mean of those per-seed slopes: how much the gap
+    changes when the training set grows ``factor``-fold. The seeds' slopes are independent (the
+    sizes of one seed share its initial weights, so they are not), and a one-sample t-test on them
+    gives ``p``; Holm over the rules gives ``p_holm`` and the level of the interval (1 - alpha_adj,
+    which excludes 0 exactly when the verdict is a change). Verdict: "gap grows" (the rule gains on
+    ``base`` as the set grows), "gap shrinks", or "no trend shown" with ``mde_pp``, the smallest
+    slope this many seeds detects with 80% power. A rule with fewer than 2 complete seeds is
+    "too few seeds"."""
+    ok = per_run[per_run["outcome"] == TRAINED]
+    wide = ok.pivot_table(index=["seed", size], columns="rule", values=metric)
+    sizes = sorted(per_run[size].unique())
+    rows = []
+    for rule in [r for r in dict.fromkeys(per_run["rule"]) if r != base]:
+        slopes, first, last = [], [], []
+        for _, g in wide.groupby(level="seed"):
+            g = g.droplevel("seed").reindex(sizes)
+            if rule not in g or base not in g:
+                continue
+            d = 100 * (g[rule] - g[base])
+            if d.isna().any():
+                continue
+            x = np.log(np.asarray(sizes, float)) / np.log(factor)
+            slopes.append(float(np.polyfit(x, d.to_numpy(), 1)[0]))
+            first.append(float(d.iloc[0]))
+            last.append(float(d.iloc[-1]))
+        s = np.asarray(slopes)
+        row = dict(rule=rule, base=base, n_seeds=len(s), n_sizes=len(sizes), factor=factor,
+                   diff_smallest_pp=float(np.mean(first)) if first else np.nan,
+                   diff_largest_pp=float(np.mean(last)) if last else np.nan,
+                   slope_pp=float(s.mean()) if len(s) else np.nan,
+                   sd_pp=float(s.std(ddof=1)) if len(s) > 1 else np.nan,
+                   p=float(st.ttest_1samp(s, 0.0).pvalue) if len(s) > 1 and np.ptp(s) > 0 else np.nan)
+        rows.append(row)
+    out = pd.DataFrame(rows)
+    if out.empty:
+        return pd.DataFrame(columns=TREND_COLUMNS)
+    tested = out["p"].notna()
+    reject, p_adj, a_adj = compare.holm_alphas(out.loc[tested, "p"].to_numpy(), alpha)
+    out["p_holm"], out["alpha_adj"] = np.nan, np.nan
+    out.loc[tested, "p_holm"], out.loc[tested, "alpha_adj"] = p_adj, a_adj
+    out["ci_lo_pp"], out["ci_hi_pp"], out["ci_level"], out["mde_pp"], out["verdict"] = np.nan, np.nan, np.nan, \
+        np.nan, "too few seeds"
+    for i in out.index[tested]:
+        n, m, sd, a = int(out.at[i, "n_seeds"]), out.at[i, "slope_pp"], out.at[i, "sd_pp"], out.at[i, "alpha_adj"]
+        half = float(st.t.ppf(1 - a / 2, n - 1) * sd / np.sqrt(n))
+        out.loc[i, ["ci_lo_pp", "ci_hi_pp", "ci_level"]] = [m - half, m + half, 1 - a]
+        out.at[i, "mde_pp"] = compare.mde_pp(n, sd, a)
+        out.at[i, "verdict"] = ("gap grows" if m > 0 else "gap shrinks") if out.at[i, "p_holm"] < alpha \
+            else "no trend shown"
+    return out[TREND_COLUMNS]
+
+
+__all__ += ["TREND_COLUMNS", "size_trend"]

@@ -571,10 +571,10 @@ def seed_question_lines(results_dir: Path) -> list[str]:
     long_ = results_dir / "06_vs_sgd_by_length.csv"
     if long_.exists():
         out += ["", "**Would 100 epochs change the answer?** (notebook 06) " + readings.long_answer(pd.read_csv(long_))]
-    size = results_dir / "07_vs_sgd.csv"
+    size, trend = results_dir / "07_vs_sgd.csv", results_dir / "07_size_trend.csv"
     if size.exists():
         out += ["", "**Is the data set too small to show a difference?** (notebook 07) "
-                + readings.size_answer(pd.read_csv(size))]
+                + readings.size_answer(pd.read_csv(size), trend=pd.read_csv(trend) if trend.exists() else None)]
     names = ("05_reruns", "05_ranking", "05_vs_top", "05_kendall", "05_inclusion_pairs")
     if all((results_dir / f"{n}.csv").exists() for n in names):      # 05 at the budget that can decide
         _, ranking, vs_top, tau, incl = (pd.read_csv(results_dir / f"{n}.csv") for n in names)

@@ -26,7 +26,7 @@ from optreport.report.figures import rule_label
 
 __all__ = ["SGD_LIKE_DECAY", "fmt_p", "arm_text", "verdict_sentence", "family_summary", "gravity_reduction",
            "lr_reading", "grid_reading", "almost_no_change", "BASELINE_WORDS", "novel_answer", "gap_change",
-           "verdict_changes", "long_answer", "size_answer", "baseline_summary",
+           "verdict_changes", "long_answer", "size_answer", "size_trend_sentence", "baseline_summary",
            "cosine_reduction"]
 
 SGD_LIKE_DECAY = 0.1   # Cosine "behaves like SGD" when its mean decay factor C*cos/2 is below this
@@ -477,13 +477,56 @@ def long_answer(table: pd.DataFrame) -> str:
         f"({r['diff_from']:+.2f} → {r['diff_to']:+.2f} pp)" for _, r in ch.iterrows()) + "."
 
 
-def size_answer(table: pd.DataFrame, full: str = "all data") -> str:
-    """Seed 000's "the data set may be too small to show a difference", answered yes / no from each
-    rule vs SGD at every training-set size (rows with ``size`` (n or ``full``) and ``n_train_value``
-    (number of images) columns): **no** when some rule differs from SGD (better / worse) on the full
-    training set — differences are visible at this size; **yes** when none does there but the
-    differences grow with the training-set size (mean |difference| larger at every size than at the
-    size below it); otherwise **not shown either way**."""
+def _rules_text(names) -> str:
+    names = [rule_label(n) for n in names]
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def size_trend_sentence(trend: pd.DataFrame) -> str:
+    """Each rule's gap to the base rule against the training-set size, from
+    :func:`optreport.analysis.studies.size_trend`: the rules whose gap changes (slope per
+    ``factor``-fold more data with its Holm-level interval, and the gap at the smallest and the
+    largest size), then the rules with no trend shown and the smallest slope their seeds could
+    detect."""
+    if trend.empty:
+        return ""
+    f = trend["factor"].iloc[0]
+    per = "tripling" if f == 3 else f"{f:g}-fold increase"
+    base = rule_label(trend["base"].iloc[0])
+    parts = []
+    changed = trend[trend["verdict"].isin(("gap grows", "gap shrinks"))]
+    m = int(trend["p_holm"].notna().sum())
+    for _, r in changed.iterrows():
+        parts.append(f"{rule_label(r['rule'])} {r['slope_pp']:+.2f} pp per {per} of the training set "
+                     f"[{r['ci_lo_pp']:+.2f}, {r['ci_hi_pp']:+.2f}] ({100 * r['ci_level']:.1f}% CI, Holm over "
+                     f"{m} rules, {fmt_p(r['p_holm'])}; {r['diff_smallest_pp']:+.2f} pp "
+                     f"at the smallest size, {r['diff_largest_pp']:+.2f} pp with all of it)")
+    text = ""
+    if parts:
+        text = f"The gap to {base} changes with the training-set size for " + "; ".join(parts) + "."
+    flat = trend[trend["verdict"] == "no trend shown"]
+    if len(flat):
+        mde = flat["mde_pp"]
+        rng = f"{mde.min():.2f}" if f"{mde.min():.2f}" == f"{mde.max():.2f}" else f"{mde.min():.2f}–{mde.max():.2f}"
+        slopes = ", ".join(f"{x:+.2f}" for x in flat["slope_pp"])
+        text += (f" {_rules_text(flat['rule'])}: no trend shown (slopes {slopes}"
+                 f" pp per {per}; only slopes of {rng} pp or more were detectable with "
+                 f"{int(flat['n_seeds'].min())} seeds).")
+    few = trend[trend["verdict"] == "too few seeds"]
+    if len(few):
+        text += f" {_rules_text(few['rule'])}: too few seeds trained at every size to test."
+    return text.strip()
+
+
+def size_answer(table: pd.DataFrame, full: str = "all data", trend: pd.DataFrame | None = None) -> str:
+    """Seed 000's "the data set may be too small to show a difference", answered from each rule vs
+    SGD at every training-set size (rows with ``size`` (n or ``full``) and ``n_train_value``
+    (number of images) columns) and, when given, each rule's trend with the size
+    (:func:`optreport.analysis.studies.size_trend`): **no** when some rule differs from SGD (better /
+    worse) on the full training set -- differences are visible at this size; otherwise **yes, for**
+    the rules whose gap to SGD changes significantly with the size (the trend test), or, without a
+    trend table, **yes, possibly** when the mean |difference| grows at every size; otherwise **not
+    shown either way**."""
     t = table.sort_values("n_train_value")
     sizes = t["n_train_value"].drop_duplicates().tolist()
     at_full = t[t["n_train_value"] == sizes[-1]]
@@ -491,20 +534,34 @@ def size_answer(table: pd.DataFrame, full: str = "all data") -> str:
     diff_full = at_full[at_full["verdict"].isin(("better", "worse"))]
     mean_abs = {n: float(np.nanmean(np.abs(g["diff_pp"]))) if g["diff_pp"].notna().any() else np.nan
                 for n, g in t.groupby("n_train_value")}
-    trend = ", ".join(f"{mean_abs[n]:.2f} pp at {int(n):,} images" for n in sizes)
+    trend_text = size_trend_sentence(trend) if trend is not None else ""
     counts = ", ".join(f"{int(((t['n_train_value'] == n) & t['verdict'].isin(('better', 'worse'))).sum())} of "
                        f"{int((t['n_train_value'] == n).sum())} at {int(n):,}" for n in sizes)
-    evidence = (f"Mean |difference to SGD| over the rules: {trend}. Rules that differ from SGD (better or worse): "
-                f"{counts}.")
+    evidence = ((trend_text + " ") if trend_text else "") + (
+        "Mean |difference to SGD| over the rules: "
+        + ", ".join(f"{mean_abs[n]:.2f} pp at {int(n):,} images" for n in sizes)
+        + f". Rules that differ from SGD (better or worse): {counts}.")
     if len(diff_full):
         who = "; ".join(f"{arm_text(r['a'], r['lr_a'])} {r['verdict']} ({r['diff_pp']:+.2f} pp)"
                         for _, r in diff_full.iterrows())
         return (f"**No.** With all {int(sizes[-1]):,} training images the rules already differ from SGD: {who}. "
                 + evidence)
+    none_shown = f"No rule is shown to differ from SGD on the full training set ({_full_status(at_full)})"
+    if trend is not None:
+        moved = trend[trend["verdict"].isin(("gap grows", "gap shrinks"))]
+        if len(moved):
+            ways = []
+            for word, how in (("gap grows", "gain{s} on SGD"), ("gap shrinks", "lose{s} ground to SGD")):
+                who = moved[moved["verdict"] == word]["rule"]
+                if len(who):
+                    ways.append(f"{_rules_text(who)} {how.format(s='s' if len(who) == 1 else '')}")
+            return (f"**Yes, for {_rules_text(moved['rule'])}.** {none_shown}, but the training-set size changes "
+                    f"the comparison: as the set grows, {'; '.join(ways)}. " + evidence)
+        return (f"**Not shown either way.** {none_shown}, and no rule's gap to SGD is shown to change with the "
+                "training-set size. " + evidence)
     steps = [mean_abs[n] for n in sizes]
     grows = len(at_small) > 0 and len(sizes) > 1 and all(np.isfinite(steps)) and \
         all(b > a for a, b in zip(steps, steps[1:]))
-    none_shown = f"No rule is shown to differ from SGD on the full training set ({_full_status(at_full)})"
     if grows:
         return (f"**Yes, possibly.** {none_shown}, but the differences grow with the training-set size at every "
                 "step. " + evidence)
