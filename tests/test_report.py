@@ -623,10 +623,16 @@ def test_readme_answers_the_seed_questions_from_06_and_07_tables(tmp_path):
     assert "notebook 05" not in lines and "notebook 08" not in lines and "per tripling" not in lines
     pd.DataFrame([dict(rule="adam", base="sgd", n_seeds=5, n_sizes=4, factor=3.0, diff_smallest_pp=-0.4,
                        diff_largest_pp=1.1, slope_pp=0.5, ci_lo_pp=0.2, ci_hi_pp=0.8, ci_level=0.975, p=0.001,
-                       p_holm=0.002, alpha_adj=0.025, sd_pp=0.1, mde_pp=0.3, verdict="gap grows")]
+                       p_holm=0.002, alpha_adj=0.025, sd_pp=0.1, mde_pp=0.3, verdict="gains")]
                  ).to_csv(tmp_path / "07_size_trend.csv", index=False)        # notebook 07's trend, when written
+    pd.DataFrame([dict(schedule="constant", rule="gravity", base="sgd", n_seeds=3, short=15, long=100,
+                       diff_short_pp=-1.2, diff_long_pp=-1.0, change_pp=0.2, ci_lo_pp=-1.0, ci_hi_pp=1.4,
+                       ci_level=0.95, p=0.5, p_holm=0.5, alpha_adj=0.05, sd_pp=0.3, mde_pp=2.0,
+                       verdict="no change shown")]).to_csv(tmp_path / "06_gap_change.csv", index=False)
     lines = "\n".join(report.seed_question_lines(tmp_path))
     assert "The gap to SGD changes with the training-set size for Adam +0.50 pp per tripling" in lines
+    assert "(notebook 06) **No change shown.** No rule's gap to SGD is shown to change between epoch 15 and 100." \
+        in lines
 
 
 def test_readme_answers_the_tuning_and_benchmark_questions_from_05_and_08_tables(tmp_path):

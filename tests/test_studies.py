@@ -161,7 +161,7 @@ def test_size_trend_finds_a_growing_gap_and_none_where_there_is_none():
     t = studies.size_trend(size_runs({"adam": (-0.5, 0.5), "gravity": (-0.5, 0.0), "cosine": (0.5, -0.6)}))
     assert list(t.columns) == studies.TREND_COLUMNS
     r = t.set_index("rule")
-    assert r.loc["adam", "verdict"] == "gap grows" and r.loc["cosine", "verdict"] == "gap shrinks"
+    assert r.loc["adam", "verdict"] == "gains" and r.loc["cosine", "verdict"] == "loses"
     assert r.loc["gravity", "verdict"] == "no trend shown" and r.loc["gravity", "mde_pp"] > 0
     assert r.loc["adam", "slope_pp"] == pytest.approx(0.5, abs=0.1)
     assert r.loc["adam", "diff_smallest_pp"] == pytest.approx(-0.5, abs=0.15)
@@ -200,3 +200,52 @@ def test_size_answer_from_the_trend():
     assert "no rule's gap to SGD is shown to change" in readings.size_answer(t, trend=flat)
     worse = t.assign(verdict=["inconclusive", "inconclusive", "worse", "inconclusive"])
     assert readings.size_answer(worse, trend=trend).startswith("**No.**")
+
+
+def length_runs(changes: dict, n_seeds: int = 5, seed: int = 1) -> pd.DataFrame:
+    """Rows of at_epoch(df, cut) for cuts 15 and 100 under two schedules: each rule = SGD + gap, the gap
+    moving by ``changes[rule]`` pp from the short cut to the long one (noise 0.1 pp)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for sch in ("constant", "cosine"):
+        for s in range(n_seeds):
+            for cut, x in ((15, 0.0), (100, 1.0)):
+                sgd = 86 + 2 * x + rng.normal(0, 0.4)
+                rows.append(dict(rule="sgd", schedule=sch, seed=s, cut=cut, val_test_acc=sgd / 100, outcome="trained"))
+                for rule, ch in changes.items():
+                    gap = -1.0 + ch * x + rng.normal(0, 0.1)
+                    rows.append(dict(rule=rule, schedule=sch, seed=s, cut=cut, val_test_acc=(sgd + gap) / 100,
+                                     outcome="trained"))
+    return pd.DataFrame(rows)
+
+
+def test_length_change_tests_the_change_of_each_gap():
+    c = studies.length_change(length_runs({"gravity": 1.0, "adam": 0.0}), metric="val_test_acc")
+    assert list(c.columns) == ["schedule"] + studies.CHANGE_COLUMNS and len(c) == 4
+    r = c.set_index(["schedule", "rule"])
+    assert (r.xs("gravity", level="rule")["verdict"] == "gains").all()
+    assert (r.xs("adam", level="rule")["verdict"] == "no change shown").all()
+    g = r.loc[("cosine", "gravity")]
+    assert g.change_pp == pytest.approx(1.0, abs=0.15) and g.diff_short_pp == pytest.approx(-1.0, abs=0.15)
+    assert (g.short, g.long) == (15, 100) and g.ci_lo_pp > 0
+    with pytest.raises(ValueError, match="cut"):
+        studies.length_change(length_runs({"adam": 0.0}).query("cut == 15"), metric="val_test_acc")
+
+
+def test_long_answer_from_the_tested_change():
+    changes = studies.length_change(length_runs({"gravity": 1.0, "adam": 0.0}), metric="val_test_acc")
+    t = _rows([("gravity (constant)", 0.2, "sgd (constant)", 0.1, 15, -1.0, "worse"),
+               ("gravity (constant)", 0.2, "sgd (constant)", 0.1, 100, 0.0, "equivalent"),
+               ("adam (constant)", 0.001, "sgd (constant)", 0.1, 15, -1.0, "inconclusive"),
+               ("adam (constant)", 0.001, "sgd (constant)", 0.1, 100, -1.0, "worse")])
+    text = readings.long_answer(t, changes)
+    assert text.startswith("**Yes, for Gravity (constant), Gravity (cosine).** Their gap to SGD changes between "
+                           "epoch 15 and epoch 100.")
+    g = changes.set_index(["schedule", "rule"]).loc[("constant", "gravity")]
+    assert (f"Gravity (constant) gains on SGD, {g.diff_short_pp:+.2f} → {g.diff_long_pp:+.2f} pp, change "
+            f"{g.change_pp:+.2f} pp [") in text
+    assert "2 of 4 show no change (only changes of" in text
+    assert text.endswith("(a verdict that changes is not by itself evidence that the gap changed).")
+    flat = changes.assign(verdict="no change shown")
+    assert readings.long_answer(t, flat).startswith("**No change shown.** No rule's gap to SGD is shown to change")
+    assert readings.long_answer(t).startswith("Between epoch 15 and epoch 100, 2 of 2 comparisons")   # no test given

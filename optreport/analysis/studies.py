@@ -94,10 +94,66 @@ def label_values(runs: pd.DataFrame, by: str, column: str | None = None) -> dict
     return out
 
 
-# ----------------------------------------------------------------------------- trend with size
+# ----------------------------------------------------------------------------- gaps that change
 
 TREND_COLUMNS = ["rule", "base", "n_seeds", "n_sizes", "factor", "diff_smallest_pp", "diff_largest_pp", "slope_pp",
                  "ci_lo_pp", "ci_hi_pp", "ci_level", "p", "p_holm", "alpha_adj", "sd_pp", "mde_pp", "verdict"]
+CHANGE_COLUMNS = ["rule", "base", "n_seeds", "short", "long", "diff_short_pp", "diff_long_pp", "change_pp",
+                  "ci_lo_pp", "ci_hi_pp", "ci_level", "p", "p_holm", "alpha_adj", "sd_pp", "mde_pp", "verdict"]
+GAINS, LOSES = "gains", "loses"       # the rule gains on / loses ground to the base rule as x grows
+
+
+def _slope_tests(per_run: pd.DataFrame, base: str, x: str, xfun, metric: str, by: str | None,
+                 alpha: float, flat_word: str) -> pd.DataFrame:
+    """Per (``by`` value and) rule: per seed trained at every ``x``, the least-squares slope of the
+    paired gap rule - base (pp) against ``xfun(x)``; the mean slope, a one-sample t-test over the
+    seeds' slopes, Holm over all rows, the interval at Holm's level and the 80%-power detectable
+    slope. Verdict :data:`GAINS` / :data:`LOSES` / ``flat_word`` / "too few seeds"."""
+    ok = per_run[per_run["outcome"] == TRAINED]
+    xs = sorted(per_run[x].unique())
+    xv = np.asarray([xfun(v) for v in xs], float)
+    groups = [(None, ok, per_run)] if by is None else [(g, ok[ok[by] == g], per_run[per_run[by] == g])
+                                                        for g in dict.fromkeys(per_run[by])]
+    rows = []
+    for gval, okg, allg in groups:
+        wide = okg.pivot_table(index=["seed", x], columns="rule", values=metric)
+        for rule in [r for r in dict.fromkeys(allg["rule"]) if r != base]:
+            slopes, first, last = [], [], []
+            for _, g in wide.groupby(level="seed"):
+                g = g.droplevel("seed").reindex(xs)
+                if rule not in g or base not in g:
+                    continue
+                d = 100 * (g[rule] - g[base])
+                if d.isna().any():
+                    continue
+                slopes.append(float(np.polyfit(xv, d.to_numpy(), 1)[0]))
+                first.append(float(d.iloc[0]))
+                last.append(float(d.iloc[-1]))
+            sl = np.asarray(slopes)
+            row = {} if by is None else {by: gval}
+            row.update(rule=rule, base=base, n_seeds=len(sl), first=float(np.mean(first)) if first else np.nan,
+                       last=float(np.mean(last)) if last else np.nan, slope=float(sl.mean()) if len(sl) else np.nan,
+                       sd_pp=float(sl.std(ddof=1)) if len(sl) > 1 else np.nan,
+                       p=float(st.ttest_1samp(sl, 0.0).pvalue) if len(sl) > 1 and np.ptp(sl) > 0 else np.nan)
+            rows.append(row)
+    out = pd.DataFrame(rows)
+    if out.empty:
+        return out
+    tested = out["p"].notna()
+    out["p_holm"], out["alpha_adj"] = np.nan, np.nan
+    if tested.any():
+        _, p_adj, a_adj = compare.holm_alphas(out.loc[tested, "p"].to_numpy(), alpha)
+        out.loc[tested, "p_holm"], out.loc[tested, "alpha_adj"] = p_adj, a_adj
+    for c in ("ci_lo", "ci_hi", "ci_level", "mde_pp"):
+        out[c] = np.nan
+    out["verdict"] = "too few seeds"
+    for i in out.index[tested]:
+        n, m, sd, a = int(out.at[i, "n_seeds"]), out.at[i, "slope"], out.at[i, "sd_pp"], out.at[i, "alpha_adj"]
+        half = float(st.t.ppf(1 - a / 2, n - 1) * sd / np.sqrt(n))
+        out.loc[i, ["ci_lo", "ci_hi", "ci_level"]] = [m - half, m + half, 1 - a]
+        out.at[i, "mde_pp"] = compare.mde_pp(n, sd, a)
+        out.at[i, "verdict"] = (GAINS if m > 0 else LOSES) if out.at[i, "p_holm"] < alpha else flat_word
+    return out
 
 
 def size_trend(per_run: pd.DataFrame, base: str = "sgd", *, size: str = "n_train", metric: str = "test_acc",
@@ -111,52 +167,41 @@ def size_trend(per_run: pd.DataFrame, base: str = "sgd", *, size: str = "n_train
     changes when the training set grows ``factor``-fold. The seeds' slopes are independent (the
     sizes of one seed share its initial weights, so they are not), and a one-sample t-test on them
     gives ``p``; Holm over the rules gives ``p_holm`` and the level of the interval (1 - alpha_adj,
-    which excludes 0 exactly when the verdict is a change). Verdict: "gap grows" (the rule gains on
-    ``base`` as the set grows), "gap shrinks", or "no trend shown" with ``mde_pp``, the smallest
-    slope this many seeds detects with 80% power. A rule with fewer than 2 complete seeds is
-    "too few seeds"."""
-    ok = per_run[per_run["outcome"] == TRAINED]
-    wide = ok.pivot_table(index=["seed", size], columns="rule", values=metric)
-    sizes = sorted(per_run[size].unique())
-    rows = []
-    for rule in [r for r in dict.fromkeys(per_run["rule"]) if r != base]:
-        slopes, first, last = [], [], []
-        for _, g in wide.groupby(level="seed"):
-            g = g.droplevel("seed").reindex(sizes)
-            if rule not in g or base not in g:
-                continue
-            d = 100 * (g[rule] - g[base])
-            if d.isna().any():
-                continue
-            x = np.log(np.asarray(sizes, float)) / np.log(factor)
-            slopes.append(float(np.polyfit(x, d.to_numpy(), 1)[0]))
-            first.append(float(d.iloc[0]))
-            last.append(float(d.iloc[-1]))
-        s = np.asarray(slopes)
-        row = dict(rule=rule, base=base, n_seeds=len(s), n_sizes=len(sizes), factor=factor,
-                   diff_smallest_pp=float(np.mean(first)) if first else np.nan,
-                   diff_largest_pp=float(np.mean(last)) if last else np.nan,
-                   slope_pp=float(s.mean()) if len(s) else np.nan,
-                   sd_pp=float(s.std(ddof=1)) if len(s) > 1 else np.nan,
-                   p=float(st.ttest_1samp(s, 0.0).pvalue) if len(s) > 1 and np.ptp(s) > 0 else np.nan)
-        rows.append(row)
-    out = pd.DataFrame(rows)
+    which excludes 0 exactly when the verdict is a change). Verdict: :data:`GAINS` (the rule gains on
+    ``base`` as the set grows), :data:`LOSES`, or "no trend shown" with ``mde_pp``, the smallest
+    slope this many seeds detects with 80% power; "too few seeds" below 2 complete seeds."""
+    out = _slope_tests(per_run, base, size, lambda n: np.log(n) / np.log(factor), metric, None, alpha,
+                       "no trend shown")
     if out.empty:
         return pd.DataFrame(columns=TREND_COLUMNS)
-    tested = out["p"].notna()
-    reject, p_adj, a_adj = compare.holm_alphas(out.loc[tested, "p"].to_numpy(), alpha)
-    out["p_holm"], out["alpha_adj"] = np.nan, np.nan
-    out.loc[tested, "p_holm"], out.loc[tested, "alpha_adj"] = p_adj, a_adj
-    out["ci_lo_pp"], out["ci_hi_pp"], out["ci_level"], out["mde_pp"], out["verdict"] = np.nan, np.nan, np.nan, \
-        np.nan, "too few seeds"
-    for i in out.index[tested]:
-        n, m, sd, a = int(out.at[i, "n_seeds"]), out.at[i, "slope_pp"], out.at[i, "sd_pp"], out.at[i, "alpha_adj"]
-        half = float(st.t.ppf(1 - a / 2, n - 1) * sd / np.sqrt(n))
-        out.loc[i, ["ci_lo_pp", "ci_hi_pp", "ci_level"]] = [m - half, m + half, 1 - a]
-        out.at[i, "mde_pp"] = compare.mde_pp(n, sd, a)
-        out.at[i, "verdict"] = ("gap grows" if m > 0 else "gap shrinks") if out.at[i, "p_holm"] < alpha \
-            else "no trend shown"
+    out = out.rename(columns={"first": "diff_smallest_pp", "last": "diff_largest_pp", "slope": "slope_pp",
+                              "ci_lo": "ci_lo_pp", "ci_hi": "ci_hi_pp"})
+    out["n_sizes"], out["factor"] = per_run[size].nunique(), factor
     return out[TREND_COLUMNS]
 
 
-__all__ += ["TREND_COLUMNS", "size_trend"]
+def length_change(per_run: pd.DataFrame, base: str = "sgd", *, at: str = "cut", by: str | None = "schedule",
+                  metric: str = "test_acc", alpha: float = compare.ALPHA) -> pd.DataFrame:
+    """Does each rule's gap to ``base`` change between a short and a long training length? One row
+    per (``by`` value and) rule.
+
+    ``per_run``: one row per run and cut-off (column ``at``, two values) with ``rule, seed,
+    <metric>, outcome`` (and ``by``), the metric read within the cut. Per seed, ``change_pp`` is the
+    gap at the long cut minus the gap at the short one (pp; the same seed's runs, so the change is
+    paired twice), a one-sample t-test over the seeds, Holm over all rows. Verdict :data:`GAINS`
+    (the rule gains on ``base`` with longer training: a negative gap closes or a positive one opens),
+    :data:`LOSES`, or "no change shown" with ``mde_pp``. A verdict that differs between the two
+    cut-offs is not by itself evidence of a change; this test is."""
+    cuts = sorted(per_run[at].unique())
+    if len(cuts) != 2:
+        raise ValueError(f"Invalid {at}: length_change compares two cut-offs, got {cuts}")
+    out = _slope_tests(per_run, base, at, lambda c: float(c == cuts[1]), metric, by, alpha, "no change shown")
+    if out.empty:
+        return pd.DataFrame(columns=([by] if by else []) + CHANGE_COLUMNS)
+    out = out.rename(columns={"first": "diff_short_pp", "last": "diff_long_pp", "slope": "change_pp",
+                              "ci_lo": "ci_lo_pp", "ci_hi": "ci_hi_pp"})
+    out["short"], out["long"] = cuts
+    return out[([by] if by else []) + CHANGE_COLUMNS]
+
+
+__all__ += ["TREND_COLUMNS", "CHANGE_COLUMNS", "GAINS", "LOSES", "size_trend", "length_change"]

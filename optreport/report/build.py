@@ -568,9 +568,10 @@ def seed_question_lines(results_dir: Path) -> list[str]:
     protocol changes the ranking (notebook 05's reruns), and whether our numbers agree with a
     published benchmark (notebook 08)."""
     out = []
-    long_ = results_dir / "06_vs_sgd_by_length.csv"
+    long_, change = results_dir / "06_vs_sgd_by_length.csv", results_dir / "06_gap_change.csv"
     if long_.exists():
-        out += ["", "**Would 100 epochs change the answer?** (notebook 06) " + readings.long_answer(pd.read_csv(long_))]
+        out += ["", "**Would 100 epochs change the answer?** (notebook 06) "
+                + readings.long_answer(pd.read_csv(long_), pd.read_csv(change) if change.exists() else None)]
     size, trend = results_dir / "07_vs_sgd.csv", results_dir / "07_size_trend.csv"
     if size.exists():
         out += ["", "**Is the data set too small to show a difference?** (notebook 07) "

@@ -21,13 +21,14 @@ import pandas as pd
 
 from optreport.analysis.compare import POWER, VERDICTS
 from optreport.analysis.outcomes import CHANCE, TRAINED
+from optreport.analysis.studies import GAINS, LOSES
 from optreport.report.experiments import MOMENTUM
 from optreport.report.figures import rule_label
 
 __all__ = ["SGD_LIKE_DECAY", "fmt_p", "arm_text", "verdict_sentence", "family_summary", "gravity_reduction",
            "lr_reading", "grid_reading", "almost_no_change", "BASELINE_WORDS", "novel_answer", "gap_change",
-           "verdict_changes", "long_answer", "size_answer", "size_trend_sentence", "baseline_summary",
-           "cosine_reduction"]
+           "verdict_changes", "long_answer", "length_change_sentence", "size_answer", "size_trend_sentence",
+           "baseline_summary", "cosine_reduction"]
 
 SGD_LIKE_DECAY = 0.1   # Cosine "behaves like SGD" when its mean decay factor C*cos/2 is below this
 
@@ -461,9 +462,45 @@ def verdict_changes(table: pd.DataFrame, by: str = "cut") -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["a", "b", "from", "to", "diff_from", "diff_to"])
 
 
-def long_answer(table: pd.DataFrame) -> str:
+def _change_arm(r) -> str:
+    """'Gravity (cosine)' for a row of ``studies.length_change`` (with its ``schedule`` when present)."""
+    return rule_label(r["rule"]) + (f" ({r['schedule']})" if "schedule" in r and pd.notna(r["schedule"]) else "")
+
+
+def length_change_sentence(change: pd.DataFrame) -> str:
+    """Each rule's gap to the base rule between the short and the long cut-off, tested
+    (:func:`optreport.analysis.studies.length_change`): the pairs whose gap changes, with the change
+    and its Holm-level interval, then how many show no change and the smallest change detectable."""
+    if change.empty:
+        return ""
+    short, long_ = change["short"].iloc[0], change["long"].iloc[0]
+    base = rule_label(change["base"].iloc[0])
+    m = int(change["p_holm"].notna().sum())
+    moved = change[change["verdict"].isin((GAINS, LOSES))]
+    text = (f"Change of each rule's gap to {base} from epoch {short:g} to epoch {long_:g}, paired by seed (t-test over "
+            f"the seeds' changes, Holm over {m}): ")
+    parts = [f"{_change_arm(r)} {'gains on' if r['verdict'] == GAINS else 'loses ground to'} {base}, "
+             f"{r['diff_short_pp']:+.2f} → {r['diff_long_pp']:+.2f} pp, change {r['change_pp']:+.2f} pp "
+             f"[{r['ci_lo_pp']:+.2f}, {r['ci_hi_pp']:+.2f}] ({100 * r['ci_level']:.1f}% CI, {fmt_p(r['p_holm'])})"
+             for _, r in moved.iterrows()]
+    flat = change[change["verdict"] == "no change shown"]
+    if len(flat):
+        mde = flat["mde_pp"]
+        rng = f"{mde.min():.1f}" if f"{mde.min():.1f}" == f"{mde.max():.1f}" else f"{mde.min():.1f}–{mde.max():.1f}"
+        parts.append(f"{len(flat)} of {len(change)} show no change (only changes of {rng} pp or more were "
+                     f"detectable with {int(flat['n_seeds'].min())} seeds)")
+    few = change[change["verdict"] == "too few seeds"]
+    if len(few):
+        parts.append(f"{len(few)} had too few seeds trained at both lengths to test")
+    return text + "; ".join(parts) + "."
+
+
+def long_answer(table: pd.DataFrame, change: pd.DataFrame | None = None) -> str:
     """Seed 000's "100 epochs might be needed", from each rule vs SGD at the short and the long cut
-    (rows with a ``cut`` column): does any verdict change with training length?"""
+    (rows with a ``cut`` column) and, when given, the test of each gap's change between them
+    (:func:`optreport.analysis.studies.length_change`): **yes, for** the rules whose gap changes,
+    **no change shown** otherwise; the verdicts that differ between the two cut-offs are listed as
+    such (a verdict that changes is not by itself evidence of a change)."""
     cuts = sorted(table["cut"].unique())
     short, long_ = cuts[0], cuts[-1]
     ch = verdict_changes(table)
@@ -471,10 +508,23 @@ def long_answer(table: pd.DataFrame) -> str:
     head = (f"Between epoch {short:g} and epoch {long_:g}, {len(ch)} of {n_pairs} comparisons with SGD change "
             f"verdict")
     if ch.empty:
-        return head + f": training {long_:g} epochs instead of {short:g} does not change the answer."
-    return head + ": " + "; ".join(
-        f"{arm_text(r['a'], table.loc[table['a'] == r['a'], 'lr_a'].iloc[0])} {r['from']} → {r['to']} "
-        f"({r['diff_from']:+.2f} → {r['diff_to']:+.2f} pp)" for _, r in ch.iterrows()) + "."
+        verdicts = head + f": training {long_:g} epochs instead of {short:g} does not change the answer."
+    else:
+        verdicts = head + ": " + "; ".join(
+            f"{arm_text(r['a'], table.loc[table['a'] == r['a'], 'lr_a'].iloc[0])} {r['from']} → {r['to']} "
+            f"({r['diff_from']:+.2f} → {r['diff_to']:+.2f} pp)" for _, r in ch.iterrows()) + "."
+    if change is None:
+        return verdicts
+    moved = change[change["verdict"].isin((GAINS, LOSES))]
+    if len(moved):
+        lead = (f"**Yes, for {', '.join(_change_arm(r) for _, r in moved.iterrows())}.** Their gap to SGD "
+                f"changes between epoch {short:g} and epoch {long_:g}.")
+    else:
+        lead = f"**No change shown.** No rule's gap to SGD is shown to change between epoch {short:g} and {long_:g}."
+    if ch.empty:
+        return f"{lead} {length_change_sentence(change)} {verdicts}"
+    return (f"{lead} {length_change_sentence(change)} {verdicts.rstrip('.')} (a verdict that changes is not by "
+            "itself evidence that the gap changed).")
 
 
 def _rules_text(names) -> str:
@@ -494,7 +544,7 @@ def size_trend_sentence(trend: pd.DataFrame) -> str:
     per = "tripling" if f == 3 else f"{f:g}-fold increase"
     base = rule_label(trend["base"].iloc[0])
     parts = []
-    changed = trend[trend["verdict"].isin(("gap grows", "gap shrinks"))]
+    changed = trend[trend["verdict"].isin((GAINS, LOSES))]
     m = int(trend["p_holm"].notna().sum())
     for _, r in changed.iterrows():
         parts.append(f"{rule_label(r['rule'])} {r['slope_pp']:+.2f} pp per {per} of the training set "
@@ -548,10 +598,10 @@ def size_answer(table: pd.DataFrame, full: str = "all data", trend: pd.DataFrame
                 + evidence)
     none_shown = f"No rule is shown to differ from SGD on the full training set ({_full_status(at_full)})"
     if trend is not None:
-        moved = trend[trend["verdict"].isin(("gap grows", "gap shrinks"))]
+        moved = trend[trend["verdict"].isin((GAINS, LOSES))]
         if len(moved):
             ways = []
-            for word, how in (("gap grows", "gain{s} on SGD"), ("gap shrinks", "lose{s} ground to SGD")):
+            for word, how in ((GAINS, "gain{s} on SGD"), (LOSES, "lose{s} ground to SGD")):
                 who = moved[moved["verdict"] == word]["rule"]
                 if len(who):
                     ways.append(f"{_rules_text(who)} {how.format(s='s' if len(who) == 1 else '')}")
