@@ -1,5 +1,6 @@
 """Arms that differ by schedule or training-set size (notebooks 06 and 07), judged by the
 comparisons module."""
+import matplotlib
 import numpy as np
 import pandas as pd
 import pytest
@@ -7,7 +8,9 @@ from test_verdict_tables import epoch_rows, ok
 
 from optreport.analysis import compare as cmp
 from optreport.analysis import studies
-from optreport.report import readings
+from optreport.report import figures, readings
+
+matplotlib.use("Agg")
 
 
 def schedule_frame():
@@ -249,3 +252,21 @@ def test_long_answer_from_the_tested_change():
     flat = changes.assign(verdict="no change shown")
     assert readings.long_answer(t, flat).startswith("**No change shown.** No rule's gap to SGD is shown to change")
     assert readings.long_answer(t).startswith("Between epoch 15 and epoch 100, 2 of 2 comparisons")   # no test given
+
+
+def test_change_forest_figure(tmp_path):
+    t = studies.size_trend(size_runs({"adam": (-0.5, 0.5), "gravity": (-0.5, 0.0), "cosine": (0.5, -0.6)}))
+    fig = figures.change_forest_figure(t, "slope_pp", label_fn=lambda r: figures.rule_label(r["rule"]),
+                                       title="gap per tripling", xlabel="change per tripling (pp)")
+    ax = fig.axes[0]
+    assert [x.get_text() for x in ax.get_yticklabels()] == ["Adam", "Gravity", "Cosine"]
+    assert [x.get_text() for x in ax.texts] == ["gains", "no trend shown", "loses"]
+    colors = {x.get_text(): x.get_color() for x in ax.texts}
+    assert colors["gains"] == figures.VERDICT_COLORS["better"] and colors["loses"] == figures.VERDICT_COLORS["worse"]
+    lo, hi = ax.get_xlim()
+    assert lo < t.ci_lo_pp.min() and hi > t.ci_hi_pp.max()
+    c = studies.length_change(length_runs({"gravity": 1.0}, n_seeds=1), metric="val_test_acc")   # 1 seed: untested
+    fig = figures.change_forest_figure(c, "change_pp", label_fn=lambda r: r["rule"], group="schedule", title="t",
+                                       xlabel="x")
+    assert len(fig.axes) == 2 and fig.axes[0].texts[0].get_text() == "too few seeds"
+    assert figures.savefig(fig, "x", tmp_path).stat().st_size > 0

@@ -452,6 +452,45 @@ def verdict_forest_figure(table: pd.DataFrame, *, label_fn, title: str, xlabel: 
     return fig
 
 
+CHANGE_COLORS = {"gains": VERDICT_COLORS["better"], "loses": VERDICT_COLORS["worse"]}
+
+
+def change_forest_figure(table: pd.DataFrame, value: str, *, label_fn, title: str, xlabel: str,
+                         group: str | None = None):
+    """A tested change of each rule's gap (rows of :func:`optreport.analysis.studies.size_trend` or
+    :func:`~optreport.analysis.studies.length_change`): ``value`` (pp) with its Holm-level interval,
+    coloured by verdict (gains / loses; grey: no change shown), the verdict written beside it; a row
+    with too few seeds says so at 0. ``group`` (a column) splits the rows into panels side by side."""
+    groups = [(None, table)] if group is None else list(table.groupby(group, sort=False))
+    n = max(len(g) for _, g in groups)
+    fig, axes = plt.subplots(1, len(groups), figsize=(6.2 * len(groups), 0.42 * n + 1.6), squeeze=False,
+                             sharex=True)
+    finite = table[["ci_lo_pp", "ci_hi_pp", value]].to_numpy(dtype=float)
+    finite = finite[np.isfinite(finite)]
+    span = max(0.5, float(np.abs(finite).max())) if finite.size else 1.0
+    for ax, (name, g) in zip(axes[0], groups, strict=True):
+        g = g.reset_index(drop=True)
+        ax.axvline(0, color="black", lw=0.8)
+        for i, r in g.iterrows():
+            if np.isfinite(r["ci_lo_pp"]) and np.isfinite(r[value]):
+                c = CHANGE_COLORS.get(r["verdict"], VERDICT_COLORS["inconclusive"])
+                ax.plot([r["ci_lo_pp"], r["ci_hi_pp"]], [i, i], color=c, lw=2.2)
+                ax.plot(r[value], i, "o", color=c)
+                ax.text(r["ci_hi_pp"] + 0.03 * span, i, r["verdict"], va="center", fontsize=8, color=c)
+            else:
+                ax.text(0, i, r["verdict"], ha="center", va="center", fontsize=8, color="#b30000",
+                        bbox=dict(facecolor="white", edgecolor="#b30000", lw=0.6))
+        ax.set_yticks(range(len(g)), [label_fn(r) for _, r in g.iterrows()])
+        ax.set_ylim(len(g) - 0.5, -0.5)
+        ax.set_xlim(-1.25 * span, 1.6 * span)
+        ax.set_xlabel(xlabel)
+        if name is not None:
+            ax.set_title(str(name))
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
 def gravity_step_size_figure(grav: dict):
     """Gravity's step size 1/k against the optimizer step, one line per lr (``grav``: {lr: probe
     record of ``effective_lr``}); dotted lines mark the nominal lrs."""
