@@ -1365,9 +1365,10 @@ def published_answer(table: pd.DataFrame, tol: float = PUBLISHED_TOL) -> str:
         dist = np.maximum(c["published_min"] - c["test_acc"], c["test_acc"] - c["published_max"])[out]
         disagree.append(f"{name} ({sides} at {int(out.sum())} of {len(c)} epochs, by up to {100 * dist.max():.1f} pp; "
                         f"mean gap {gap:+.2f} pp)")
-    n_ours = int(table["n_seeds"].min())
+    lo, hi = int(table["n_seeds"].min()), int(table["n_seeds"].max())
+    seeds = f"{lo} seed{'s' if lo != 1 else ''}" if lo == hi else f"{lo}–{hi} seeds per rule"
     last = int(table["epoch"].max())
-    text = (f"Our mean test accuracy ({n_ours} seed{'s' if n_ours != 1 else ''}, {last} epochs) against the "
+    text = (f"Our mean test accuracy ({seeds}, {last} epochs) against the "
             f"published min–max "
             f"(within {100 * tol:.1f} pp counts as agreeing): ")
     text += "; ".join(x for x in (("agrees: " + ", ".join(agree)) if agree else "",
