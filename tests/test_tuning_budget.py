@@ -302,7 +302,7 @@ def test_budget_figures():
 
 def test_launcher_trains_trials_first_then_returns_the_reruns(monkeypatch, tmp_path):
     calls = []
-    monkeypatch.setattr(tuning.sweep, "run_grid", lambda cfgs, **kw: calls.append(list(cfgs)))
+    monkeypatch.setattr(tuning.sweep, "run_grid", lambda cfgs, **kw: calls.append((list(cfgs), kw["progress"])))
 
     def fake_load(cfgs, runs_dir):
         return frame(cfgs, lambda c: ([0.8, 0.8 + 0.001 * c.seed], [0.8, 0.8], False))
@@ -312,7 +312,7 @@ def test_launcher_trains_trials_first_then_returns_the_reruns(monkeypatch, tmp_p
                                            dry_run=True)
     assert not calls and len(dry) == 3 * 3 * 4 - 4 and {c.epochs for c in dry} == {5}
     out = tuning.trials_then_rerun_configs(rules=["sgd", "momentum", "adam"], budget=4, runs_dir=tmp_path)
-    assert len(calls) == 1 and {c.epochs for c in calls[0]} == {5}
+    assert len(calls) == 1 and {c.epochs for c in calls[0][0]} == {5} and calls[0][1]    # with a progress bar
     assert {c.epochs for c in out} == {15} and {c.seed for c in out} == set(tuning.RERUN_SEEDS)
     # selected: the latest seed wins (val 0.8 + 0.001 seed) -> per rule and protocol one config x 5 seeds,
     # plus the 4 imitation variants of protocol c's Momentum (5 seeds each)

@@ -737,12 +737,13 @@ def trials_then_rerun_configs(*, rules=None, protocols=("a", "b", "c"), budget: 
                               epochs_tune: int = BUDGET_EPOCHS, rerun_epochs: int = RERUN_EPOCHS,
                               seeds=RERUN_SEEDS, imitation_eps=IMITATION_EPS, sampler_seed: int = 0,
                               storage=sweep.DEFAULT_STORAGE, runs_dir=results_io.RUNS_DIR, workers=None,
-                              dry_run: bool = False) -> list:
+                              dry_run: bool = False, progress: bool = True) -> list:
     """The background launcher of notebook 05 (``python -m optreport.report.plans 05``): trains the
     trials of :func:`budget_plan` (stored ones are reused), selects per rule and protocol by
     validation, and returns the reruns' configs (with section 4's imitation runs), for the caller to
     train. With ``dry_run`` nothing is trained: if some trial is not stored yet, the trials' configs
-    are returned instead (the reruns cannot be known before the trials)."""
+    are returned instead (the reruns cannot be known before the trials). ``progress``: a bar over the
+    trials."""
     plan, cfgs = trial_configs(budget_plan(rules, protocols, budget, sampler_seed), epochs=epochs_tune)
     stored = results_io.stored_keys(runs_dir)
     missing = [c for c in cfgs if c.key not in stored]
@@ -750,7 +751,7 @@ def trials_then_rerun_configs(*, rules=None, protocols=("a", "b", "c"), budget: 
     if missing:
         if dry_run:
             return cfgs
-        sweep.run_grid(cfgs, storage=storage, runs_dir=runs_dir, workers=workers, progress=False)
+        sweep.run_grid(cfgs, storage=storage, runs_dir=runs_dir, workers=workers, progress=progress)
     trials = budget_trial_table(results_io.load_results(cfgs, runs_dir), plan)
     chosen = select_trials(trials)
     _, rcfgs = rerun_configs(chosen, epochs=rerun_epochs, seeds=seeds)
