@@ -412,44 +412,65 @@ def _outcome_label(r) -> str:
     return "; ".join(parts) or str(r["verdict"])
 
 
-def verdict_forest_figure(table: pd.DataFrame, *, label_fn, title: str, xlabel: str, group: str | None = None):
-    """Paired differences of a comparison table (rows of :func:`optreport.analysis.compare.compare`):
-    mean difference (pp) with the interval the verdict used, coloured by verdict, the ±margin band
-    shaded; a pair decided by an outcome is written at 0 instead of a blank row. ``group`` (a
-    column) splits the rows into panels side by side."""
+def _forest_panels(table: pd.DataFrame, group: str | None, draw_row, *, label_fn, title: str, xlabel: str,
+                   span: float, right: float, before=None):
+    """The frame both forest figures share: one panel per ``group`` value (side by side, shared x),
+    ``before(ax, rows)`` first (e.g. a shaded margin), the zero line, ``draw_row(ax, i, row)`` per row
+    (top to bottom), the rows' labels, x from -1.25·span to ``right``·span, the panel titles."""
     groups = [(None, table)] if group is None else list(table.groupby(group, sort=False))
     n = max(len(g) for _, g in groups)
     fig, axes = plt.subplots(1, len(groups), figsize=(6.2 * len(groups), 0.42 * n + 1.6), squeeze=False,
                              sharex=True)
-    finite = table.loc[table["verdict"].isin(VERDICTS), ["ci_lo_pp", "ci_hi_pp", "diff_pp"]].to_numpy(dtype=float)
-    finite = finite[np.isfinite(finite)]
-    span = max(1.0, float(np.abs(finite).max())) if finite.size else 1.0
     for ax, (name, g) in zip(axes[0], groups, strict=True):
         g = g.reset_index(drop=True)
-        margin = float(g["margin_pp"].iloc[0]) if len(g) else 0.5
-        ax.axvspan(-margin, margin, color="#4575b4", alpha=0.10, lw=0)
+        if before is not None:
+            before(ax, g)
         ax.axvline(0, color="black", lw=0.8)
         for i, r in g.iterrows():
-            v = r["verdict"]
-            if v in VERDICTS and np.isfinite(r["diff_pp"]):
-                c = VERDICT_COLORS[v]
-                lo = r["ci_lo_pp"] if np.isfinite(r["ci_lo_pp"]) else r["diff_pp"]
-                hi = r["ci_hi_pp"] if np.isfinite(r["ci_hi_pp"]) else r["diff_pp"]
-                ax.plot([lo, hi], [i, i], color=c, lw=2.2)
-                ax.plot(r["diff_pp"], i, "o", color=c)
-                ax.text(hi + 0.03 * span, i, v, va="center", fontsize=8, color=c)
-            else:
-                ax.text(0, i, _outcome_label(r), ha="center", va="center", fontsize=8, color="#b30000",
-                        bbox=dict(facecolor="white", edgecolor="#b30000", lw=0.6))
+            draw_row(ax, i, r)
         ax.set_yticks(range(len(g)), [label_fn(r) for _, r in g.iterrows()])
         ax.set_ylim(len(g) - 0.5, -0.5)
-        ax.set_xlim(-1.25 * span, 1.45 * span)
+        ax.set_xlim(-1.25 * span, right * span)
         ax.set_xlabel(xlabel)
         if name is not None:
             ax.set_title(str(name))
     fig.suptitle(title, fontsize=11)
     fig.tight_layout()
     return fig
+
+
+def _boxed(ax, i, text: str) -> None:
+    """A row that has no interval: its word written at 0 in a red box."""
+    ax.text(0, i, text, ha="center", va="center", fontsize=8, color="#b30000",
+            bbox=dict(facecolor="white", edgecolor="#b30000", lw=0.6))
+
+
+def verdict_forest_figure(table: pd.DataFrame, *, label_fn, title: str, xlabel: str, group: str | None = None):
+    """Paired differences of a comparison table (rows of :func:`optreport.analysis.compare.compare`):
+    mean difference (pp) with the interval the verdict used, coloured by verdict, the ±margin band
+    shaded; a pair decided by an outcome is written at 0 instead of a blank row. ``group`` (a
+    column) splits the rows into panels side by side."""
+    finite = table.loc[table["verdict"].isin(VERDICTS), ["ci_lo_pp", "ci_hi_pp", "diff_pp"]].to_numpy(dtype=float)
+    finite = finite[np.isfinite(finite)]
+    span = max(1.0, float(np.abs(finite).max())) if finite.size else 1.0
+
+    def margin(ax, g):
+        m = float(g["margin_pp"].iloc[0]) if len(g) else 0.5
+        ax.axvspan(-m, m, color="#4575b4", alpha=0.10, lw=0)
+
+    def draw(ax, i, r):
+        v = r["verdict"]
+        if v in VERDICTS and np.isfinite(r["diff_pp"]):
+            c = VERDICT_COLORS[v]
+            lo = r["ci_lo_pp"] if np.isfinite(r["ci_lo_pp"]) else r["diff_pp"]
+            hi = r["ci_hi_pp"] if np.isfinite(r["ci_hi_pp"]) else r["diff_pp"]
+            ax.plot([lo, hi], [i, i], color=c, lw=2.2)
+            ax.plot(r["diff_pp"], i, "o", color=c)
+            ax.text(hi + 0.03 * span, i, v, va="center", fontsize=8, color=c)
+        else:
+            _boxed(ax, i, _outcome_label(r))
+    return _forest_panels(table, group, draw, label_fn=label_fn, title=title, xlabel=xlabel, span=span, right=1.45,
+                          before=margin)
 
 
 CHANGE_COLORS = {"gains": VERDICT_COLORS["better"], "loses": VERDICT_COLORS["worse"]}
@@ -461,34 +482,19 @@ def change_forest_figure(table: pd.DataFrame, value: str, *, label_fn, title: st
     :func:`~optreport.analysis.studies.length_change`): ``value`` (pp) with its Holm-level interval,
     coloured by verdict (gains / loses; grey: no change shown), the verdict written beside it; a row
     with too few seeds says so at 0. ``group`` (a column) splits the rows into panels side by side."""
-    groups = [(None, table)] if group is None else list(table.groupby(group, sort=False))
-    n = max(len(g) for _, g in groups)
-    fig, axes = plt.subplots(1, len(groups), figsize=(6.2 * len(groups), 0.42 * n + 1.6), squeeze=False,
-                             sharex=True)
     finite = table[["ci_lo_pp", "ci_hi_pp", value]].to_numpy(dtype=float)
     finite = finite[np.isfinite(finite)]
     span = max(0.5, float(np.abs(finite).max())) if finite.size else 1.0
-    for ax, (name, g) in zip(axes[0], groups, strict=True):
-        g = g.reset_index(drop=True)
-        ax.axvline(0, color="black", lw=0.8)
-        for i, r in g.iterrows():
-            if np.isfinite(r["ci_lo_pp"]) and np.isfinite(r[value]):
-                c = CHANGE_COLORS.get(r["verdict"], VERDICT_COLORS["inconclusive"])
-                ax.plot([r["ci_lo_pp"], r["ci_hi_pp"]], [i, i], color=c, lw=2.2)
-                ax.plot(r[value], i, "o", color=c)
-                ax.text(r["ci_hi_pp"] + 0.03 * span, i, r["verdict"], va="center", fontsize=8, color=c)
-            else:
-                ax.text(0, i, r["verdict"], ha="center", va="center", fontsize=8, color="#b30000",
-                        bbox=dict(facecolor="white", edgecolor="#b30000", lw=0.6))
-        ax.set_yticks(range(len(g)), [label_fn(r) for _, r in g.iterrows()])
-        ax.set_ylim(len(g) - 0.5, -0.5)
-        ax.set_xlim(-1.25 * span, 1.6 * span)
-        ax.set_xlabel(xlabel)
-        if name is not None:
-            ax.set_title(str(name))
-    fig.suptitle(title, fontsize=11)
-    fig.tight_layout()
-    return fig
+
+    def draw(ax, i, r):
+        if np.isfinite(r["ci_lo_pp"]) and np.isfinite(r[value]):
+            c = CHANGE_COLORS.get(r["verdict"], VERDICT_COLORS["inconclusive"])
+            ax.plot([r["ci_lo_pp"], r["ci_hi_pp"]], [i, i], color=c, lw=2.2)
+            ax.plot(r[value], i, "o", color=c)
+            ax.text(r["ci_hi_pp"] + 0.03 * span, i, r["verdict"], va="center", fontsize=8, color=c)
+        else:
+            _boxed(ax, i, r["verdict"])
+    return _forest_panels(table, group, draw, label_fn=label_fn, title=title, xlabel=xlabel, span=span, right=1.6)
 
 
 def gravity_step_size_figure(grav: dict):
