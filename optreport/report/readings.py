@@ -462,6 +462,12 @@ def verdict_changes(table: pd.DataFrame, by: str = "cut") -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["a", "b", "from", "to", "diff_from", "diff_to"])
 
 
+def _span_text(values, digits: int) -> str:
+    """'0.4–0.9' (or '0.4' when both ends print the same) for the range of ``values``."""
+    lo, hi = f"{min(values):.{digits}f}", f"{max(values):.{digits}f}"
+    return lo if lo == hi else f"{lo}–{hi}"
+
+
 def _change_arm(r) -> str:
     """'Gravity (cosine)' for a row of ``studies.length_change`` (with its ``schedule`` when present)."""
     return rule_label(r["rule"]) + (f" ({r['schedule']})" if "schedule" in r and pd.notna(r["schedule"]) else "")
@@ -486,7 +492,7 @@ def length_change_sentence(change: pd.DataFrame) -> str:
     flat = change[change["verdict"] == "no change shown"]
     if len(flat):
         mde = flat["mde_pp"]
-        rng = f"{mde.min():.1f}" if f"{mde.min():.1f}" == f"{mde.max():.1f}" else f"{mde.min():.1f}–{mde.max():.1f}"
+        rng = _span_text(mde, 1)
         parts.append(f"{len(flat)} of {len(change)} show no change (only changes of {rng} pp or more were "
                      f"detectable with {int(flat['n_seeds'].min())} seeds)")
     few = change[change["verdict"] == "too few seeds"]
@@ -557,7 +563,7 @@ def size_trend_sentence(trend: pd.DataFrame) -> str:
     flat = trend[trend["verdict"] == "no trend shown"]
     if len(flat):
         mde = flat["mde_pp"]
-        rng = f"{mde.min():.2f}" if f"{mde.min():.2f}" == f"{mde.max():.2f}" else f"{mde.min():.2f}–{mde.max():.2f}"
+        rng = _span_text(mde, 2)
         slopes = ", ".join(f"{x:+.2f}" for x in flat["slope_pp"])
         text += (f" {_rules_text(flat['rule'])}: no trend shown (slopes {slopes}"
                  f" pp per {per}; only slopes of {rng} pp or more were detectable with "
@@ -631,8 +637,7 @@ def _full_status(rows: pd.DataFrame) -> str:
     if len(inc):
         mde = inc["mde_pp"].dropna() if "mde_pp" in inc else pd.Series(dtype=float)
         mde = mde[np.isfinite(mde)]
-        rng = f"{mde.min():.1f}" if len(mde) and f"{mde.min():.1f}" == f"{mde.max():.1f}" else \
-            (f"{mde.min():.1f}–{mde.max():.1f}" if len(mde) else "")
+        rng = _span_text(mde, 1) if len(mde) else ""
         parts.append(f"{len(inc)} inconclusive" + (f": only differences of {rng} pp or more were detectable"
                                                      if rng else ""))
     other = len(rows) - len(eq) - len(inc)
