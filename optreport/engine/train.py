@@ -25,12 +25,25 @@ Divergence. A non-finite training loss ends the run at once (within ``check_ever
 steps after the first non-finite loss are dropped from ``step_losses``): the epoch is recorded
 with what it has, ``diverged`` is True and ``diverged_epoch`` its number. Non-finite floats
 anywhere in the record are stored as None (JSON null), so the record is strict JSON.
+
+Checkpoints. With ``checkpoint=PATH`` the trainer saves everything the rest of the run depends
+on (weights, the rule's state and param groups, the batch-order generator, torch's RNG, the
+record so far) at the end of an epoch once ``checkpoint_every`` seconds have passed since the
+last save, and a later call with the same path and the same run resumes from it: the record is
+the one an uninterrupted run gives, bit for bit, timings aside (tests/test_checkpoint.py), plus
+``resumed_after`` (the epochs after which it resumed). A checkpoint of another run (its config
+differs) or one that cannot be read is ignored with a warning. The caller deletes the file once
+the record is stored (runs.sweep does).
 """
 from __future__ import annotations
 
 import contextlib
+import json
 import math
+import os
 import time
+import warnings
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -50,6 +63,8 @@ __all__ = ["TRAINER_VERSION", "SCHEDULES", "train", "train_subset", "scheduled_l
 TRAINER_VERSION = 1
 SCHEDULES = ("constant", "cosine")   # learning-rate schedules over the run's steps
 SUBSET_SEED = 20_260_101             # seeds the permutation whose prefixes are the training subsets
+
+CHECKPOINT_EVERY = 60.0   # seconds of training between checkpoints (when a checkpoint path is given)
 
 EVAL_BATCH = 5000      # examples per forward pass when evaluating (memory, not results)
 CHECK_EVERY = 50       # steps between divergence checks (each check is one host sync)
@@ -169,12 +184,47 @@ def _compiled(model):
     return forward
 
 
+def _comparable(config: dict) -> dict:
+    """The run's config as a checkpoint stores and compares it: plain JSON values (NaN as None,
+    torch's version string as a str)."""
+    return json.loads(json.dumps(json_safe(config)))
+
+
+def load_checkpoint(path, config: dict) -> dict | None:
+    """The state saved at ``path`` for a run of ``config`` (None: no file; a file that cannot be
+    read, or that belongs to another run, is ignored with a RuntimeWarning)."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    try:
+        state = torch.load(path, weights_only=True)
+    except Exception as error:          # truncated or corrupt: start the run again
+        warnings.warn(f"Ignoring checkpoint {path.name}: cannot read it ({type(error).__name__}); "
+                      "the run starts from epoch 1", RuntimeWarning, stacklevel=3)
+        return None
+    if not isinstance(state, dict) or state.get("config") != _comparable(config):
+        warnings.warn(f"Ignoring checkpoint {path.name}: it belongs to another run configuration; "
+                      "the run starts from epoch 1", RuntimeWarning, stacklevel=3)
+        return None
+    return state
+
+
+def save_checkpoint(path, state: dict) -> None:
+    """Write ``state`` to ``path`` atomically (a reader sees the old file or the new one)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
 def train(model: str = "mlp", rule: str = "sgd", hparams: dict | None = None, *, data=None,
           epochs: int = 1, batch_size: int = 64, seed: int = 0, max_steps: int | None = None,
           callback=None, progress: bool = False, threads: int | None = None,
           compile: bool = False, compile_step: bool = True, check_every: int = CHECK_EVERY,
           flush_denormal: bool = True, schedule: str = "constant", n_train: int | None = None,
-          data_protocol: str = "report", eval_size: int | None = None, fast_path: bool = True) -> dict:
+          data_protocol: str = "report", eval_size: int | None = None, fast_path: bool = True,
+          checkpoint: str | os.PathLike | None = None, checkpoint_every: float = CHECKPOINT_EVERY) -> dict:
     """Train ``model`` with update rule ``rule`` and return a JSON-serialisable record.
 
     model:       name in models.MODELS.
@@ -214,12 +264,17 @@ def train(model: str = "mlp", rule: str = "sgd", hparams: dict | None = None, *,
                  False, or any other model, or ``compile``: autograd.
     eval_size:   evaluate on the first ``eval_size`` validation and test images only (quick runs
                  of a costly model); None: all of them. Echoed in the record's config when set.
+    checkpoint:  a file to resume this run from, if it holds a checkpoint of the same config, and
+                 to save checkpoints to (see the module docstring); None: none.
+    checkpoint_every: seconds since the last save after which an epoch's end saves one (0: every
+                 epoch but the last).
 
     Record: ``config`` (echo), ``epochs`` (one dict per epoch: epoch, train_loss, train_acc
     -- plain means over the epoch's batches --, val_loss, val_acc, test_loss, test_acc,
     train_seconds -- the training loop of the epoch, no evaluation --, step_seconds -- the part
     spent in optimizer.step()), ``step_losses`` (loss of every step), ``diverged``,
-    ``diverged_epoch``, ``steps``, ``seconds`` (total wall time including evaluation).
+    ``diverged_epoch``, ``steps``, ``seconds`` (total wall time including evaluation, summed over
+    the resumed parts), and ``resumed_after`` when the run resumed from a checkpoint.
     """
     if data_protocol not in PROTOCOLS:
         raise ValueError(f"Invalid data_protocol: {data_protocol!r} (choose from {', '.join(PROTOCOLS)})")
@@ -227,6 +282,8 @@ def train(model: str = "mlp", rule: str = "sgd", hparams: dict | None = None, *,
         raise ValueError(f"Invalid batch_size: {batch_size}")
     if eval_size is not None and eval_size < 1:
         raise ValueError(f"Invalid eval_size: {eval_size} (must be >= 1 or None)")
+    if not checkpoint_every >= 0:
+        raise ValueError(f"Invalid checkpoint_every: {checkpoint_every} (must be >= 0 seconds)")
     deepobs = data_protocol == "deepobs"
     if data is None:
         data = (load_fashion_mnist(protocol="deepobs", val_size=DEEPOBS_VAL_SIZE, batch_size=batch_size)
@@ -271,13 +328,24 @@ def train(model: str = "mlp", rule: str = "sgd", hparams: dict | None = None, *,
         total_steps = epochs * steps_per_epoch if max_steps is None else min(max_steps, epochs * steps_per_epoch)
         lr0 = [g["lr"] for g in optimizer.param_groups]
         gen = torch.Generator().manual_seed(seed)
+
+        epochs_out, step_losses, resumed_after = [], [], []
+        diverged, diverged_epoch, step, first_epoch, seconds_before = False, None, 0, 1, 0.0
+        saved = load_checkpoint(checkpoint, config) if checkpoint is not None else None
+        if saved is not None:       # lr0 above is the unscheduled lr; the groups get the saved one
+            net.load_state_dict(saved["model"])
+            optimizer.load_state_dict(saved["optimizer"])
+            gen.set_state(saved["generator"])
+            torch.set_rng_state(saved["rng"])
+            epochs_out, step_losses, step = saved["epochs"], saved["step_losses"], saved["step"]
+            first_epoch, seconds_before = len(epochs_out) + 1, saved["seconds"]
+            resumed_after = saved["resumed_after"] + [len(epochs_out)]
+        t_saved = time.perf_counter()
         bar = None
         if progress:
-            bar = tqdm(total=total_steps, desc=f"{model}/{rule}", leave=False)
+            bar = tqdm(total=total_steps, initial=step, desc=f"{model}/{rule}", leave=False)
 
-        epochs_out, step_losses = [], []
-        diverged, diverged_epoch, step = False, None, 0
-        for epoch in range(1, epochs + 1):
+        for epoch in range(first_epoch, epochs + 1):
             if max_steps is not None and step >= max_steps:
                 break
             perm = torch.randperm(n, generator=gen)
@@ -339,8 +407,19 @@ def train(model: str = "mlp", rule: str = "sgd", hparams: dict | None = None, *,
                 steps=len(epoch_losses)))
             if diverged:
                 break
+            last = epoch == epochs or (max_steps is not None and step >= max_steps)
+            if checkpoint is not None and not last and time.perf_counter() - t_saved >= checkpoint_every:
+                save_checkpoint(checkpoint, dict(
+                    config=_comparable(config), model=net.state_dict(), optimizer=optimizer.state_dict(),
+                    generator=gen.get_state(), rng=torch.get_rng_state(), epochs=epochs_out,
+                    step_losses=step_losses, step=step, resumed_after=resumed_after,
+                    seconds=seconds_before + time.perf_counter() - t_start))
+                t_saved = time.perf_counter()
         if bar is not None:
             bar.close()
-    return json_safe(dict(config=config, epochs=epochs_out, step_losses=step_losses,
-                          diverged=diverged, diverged_epoch=diverged_epoch, steps=step,
-                          seconds=time.perf_counter() - t_start))
+    record = dict(config=config, epochs=epochs_out, step_losses=step_losses,
+                  diverged=diverged, diverged_epoch=diverged_epoch, steps=step,
+                  seconds=seconds_before + time.perf_counter() - t_start)
+    if resumed_after:
+        record["resumed_after"] = resumed_after
+    return json_safe(record)

@@ -48,6 +48,9 @@ __all__ = ["grid", "run_grid", "run_worker", "validate_all", "load_data", "data_
 REPO = Path(__file__).resolve().parents[2]
 #: the queue of runs to do (not committed: finished runs live in results/runs/)
 DEFAULT_STORAGE = f"sqlite:///{REPO / 'build' / 'runs.optuna.sqlite3'}"
+#: where a worker keeps the checkpoint of the run it trains (engine.train's ``checkpoint``): a run
+#: stopped with its sweep resumes from its last checkpoint, not from epoch 1
+CHECKPOINT_DIR = REPO / "build" / "checkpoints"
 MANIFEST_ENV = "OPTREPORT_MANIFEST"   # a file run_grid appends the keys it is asked for to (set by the report job)
 RUN_LOG_ENV = "SWEEP_RUN_LOG"   # if set: a file to which workers append "start KEY" / "done KEY"
 
@@ -121,13 +124,15 @@ class WorkerSummary(dict):
 def run_worker(configs, storage=DEFAULT_STORAGE, *, runs_dir=results.RUNS_DIR, data=None, data_dir=None,
                wait=True, poll=2.0, bar=None, force=False, enqueue=True, max_retry=engine.MAX_RETRY,
                heartbeat_interval=engine.HEARTBEAT_INTERVAL, grace_period=engine.GRACE_PERIOD,
-               experiment=None, parent=None) -> WorkerSummary:
+               experiment=None, parent=None, checkpoint_dir=CHECKPOINT_DIR) -> WorkerSummary:
     """Run the configs' trials until every one is finished (complete, or failed with no retry
     left); returns what this worker did. ``enqueue``: first enqueue the configs that are neither
     stored in ``runs_dir`` (None: no local folder) nor queued. ``wait``: while only other
     workers' runs are left, keep watching them (a dead worker's run is retried here). ``parent``: the
     pid of the process that started this worker; when it is gone, take no new run (run_grid's
-    workers end with the sweep that started them)."""
+    workers end with the sweep that started them). ``checkpoint_dir``: a run saves its checkpoints
+    there (``<key>.pt``, about once a minute of training) and resumes from them after a stop; the
+    file is deleted once the run is stored (None: no checkpoints)."""
     configs = validate_all(configs)
     by_key = {c.key: c for c in configs}
     q = engine.Queue(storage, max_retry=max_retry, heartbeat_interval=heartbeat_interval,
@@ -169,12 +174,15 @@ def run_worker(configs, storage=DEFAULT_STORAGE, *, runs_dir=results.RUNS_DIR, d
             with q.heartbeat(trial._trial_id):
                 if not data_fits(data, cfg):
                     data = load_data(cfg, data_dir)
-                rec = train(data=data, **cfg.train_kwargs())
+                ckpt = None if checkpoint_dir is None else Path(checkpoint_dir) / f"{key}.pt"
+                rec = train(data=data, checkpoint=ckpt, **cfg.train_kwargs())
                 rec["config"].update(key=key, versions=cfg.keyed()["versions"], val_size=cfg.val_size,
                                      split_seed=cfg.split_seed, worker=trial.user_attrs.get("worker", {}).get("host"))
                 if runs_dir is not None:
                     results.write_run(runs_dir, key, cfg.keyed(), rec)
                 q.finish(trial, rec, _final_value(rec))
+                if ckpt is not None:
+                    ckpt.unlink(missing_ok=True)
         except (KeyboardInterrupt, SystemExit):
             q.fail(trial, "interrupted")
             raise
