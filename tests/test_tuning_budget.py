@@ -293,8 +293,12 @@ def test_budget_figures():
     fig = plotting.best_so_far_figure(bsf, ["sgd", "adam"], ["b", "c"])
     assert len(fig.axes) == 2                                   # one panel per rule, a line per protocol
     assert [ax.get_title() for ax in fig.axes] == ["SGD", "Adam"] and len(fig.axes[0].get_lines()) == 2
-    lo, hi = fig.axes[0].get_ylim()
-    assert lo >= 0.6 and hi <= 0.92
+    lo, hi = fig.axes[0].get_ylim()                             # test error (%), log scale: the
+    err = 100 * (1 - bsf["expected"])                           # band of the 70-90% accuracies
+    assert fig.axes[0].get_yscale() == "log" and 8 <= lo <= err.min() and err.max() <= hi <= 40
+    ticks = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    assert 3 <= len(ticks) <= 8 and "20" in ticks and all(t.isdigit() for t in ticks)   # plain percents
+    assert fig.axes[0].get_ylabel() == "test error (%, log scale)"
     plt.close(fig)
 
 

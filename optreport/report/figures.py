@@ -15,7 +15,7 @@ if matplotlib.get_backend().lower() == "agg" or not matplotlib.get_backend():
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-from matplotlib.ticker import MaxNLocator, NullFormatter, ScalarFormatter  # noqa: E402
+from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator, NullFormatter, ScalarFormatter  # noqa: E402
 
 from optreport.analysis.compare import VERDICTS, accuracy_ci, loss_ci, mean_ci_in_range  # noqa: E402
 from optreport.analysis.outcomes import CHANCE, CHANCE_MARGIN, METRICS, TRAINED, outcome_summary  # noqa: E402
@@ -884,13 +884,14 @@ PROTOCOL_STYLES = {"a": ("#7f7f7f", ":"), "b": ("#1f77b4", "--"), "c": ("#d62728
 
 
 def best_so_far_figure(bsf: pd.DataFrame, rules, protocols=None, *,
-                       ylabel: str = "test accuracy of the selected trial", ncols: int = 4):
+                       ylabel: str = "test error of the selected trial", ncols: int = 4):
     """Choi et al.'s convergence-of-tuning figure as small multiples, one panel per rule: per
-    protocol (one colour and line style each), the expected validation-selected test accuracy of the
+    protocol (one colour and line style each), the expected test error (100 - accuracy, %) of the
     trial chosen by validation among k trials (``tuning.best_so_far``: ``protocol, rule, k, expected,
-    lo, hi``) against k, with its bootstrap band. The shared y axis is the informative band of the
-    curves (from the lowest expected value above chance + 5 pp to the highest band edge); what lies
-    below is cut at the edge."""
+    lo, hi`` as accuracies) against k, with its bootstrap band. The shared y axis is logarithmic, so
+    the plateau where the protocols end (errors of 10-15%) is as readable as the first trials
+    (errors up to 60%); it spans the informative band of the curves (from the highest expected error
+    below chance - 5 pp to the lowest band edge); what lies above is cut at the edge."""
     protocols = list(protocols or dict.fromkeys(bsf["protocol"]))
     rules = [r for r in rules if (bsf["rule"] == r).any()] or list(rules)
     ncols = min(ncols, len(rules))
@@ -899,28 +900,49 @@ def best_so_far_figure(bsf: pd.DataFrame, rules, protocols=None, *,
                              squeeze=False)
     lo_edge, hi_edge = informative_band(np.r_[bsf["expected"].to_numpy(float), bsf["hi"].to_numpy(float)],
                                         pad=0.005)
+    err_lo, err_hi = 100 * (1 - hi_edge), 100 * (1 - lo_edge)
+
+    def err(v):
+        return 100 * (1 - v.to_numpy(float))
     for ax, rule in zip(axes.flat, rules):
         for p in protocols:
             c = bsf[(bsf["protocol"] == p) & (bsf["rule"] == rule)].sort_values("k")
             if c.empty:
                 continue
             color, ls = PROTOCOL_STYLES.get(p, (None, "-"))
-            band(ax, c["k"].to_numpy(), c["expected"].to_numpy(float), c["lo"].to_numpy(float),
-                 c["hi"].to_numpy(float), color=color, ls=ls, label=f"{p}: {PROTOCOLS.get(p, p)}")
+            band(ax, c["k"].to_numpy(), err(c["expected"]), err(c["hi"]), err(c["lo"]), color=color, ls=ls,
+                 label=f"{p}: {PROTOCOLS.get(p, p)}")
         ax.set_title(rule_label(rule), color=rule_color(rule), fontsize=10)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_ylim(lo_edge, hi_edge)
+    _log_percent_axis(axes.flat[0], max(err_lo, 0.1), err_hi)
     for ax in axes.flat[len(rules):]:
         ax.set_visible(False)
     for ax in axes[-1]:
         ax.set_xlabel("number of trials k")
     for row in axes:
-        row[0].set_ylabel("test accuracy (fraction)")
+        row[0].set_ylabel("test error (%, log scale)")
     handles, labels = axes.flat[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=len(protocols), fontsize=8, frameon=False)
-    fig.suptitle(f"{ylabel.capitalize()} among k of the K trials (expected value, 95% bootstrap band)", fontsize=11)
+    fig.suptitle(f"{ylabel.capitalize()} among k of the K trials (expected value, 95% bootstrap band; "
+                 "lower is better)", fontsize=11)
     fig.tight_layout(rect=(0, 0.06, 1, 1))
     return fig
+
+
+_PERCENT_TICKS = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 17, 20, 25, 30, 40, 50, 60, 70, 80, 90)
+
+
+def _log_percent_axis(ax, lo: float, hi: float, most: int = 8) -> None:
+    """A log-scale y axis from ``lo`` to ``hi`` (percent) with plain-number ticks (at most ``most``
+    of :data:`_PERCENT_TICKS` inside the range; on shared axes every panel gets them)."""
+    ax.set_yscale("log")
+    ax.set_ylim(lo, hi)
+    ticks = [t for t in _PERCENT_TICKS if lo <= t <= hi]
+    while len(ticks) > most:
+        ticks = ticks[::2] if len(ticks) % 2 else ticks[::2] + [ticks[-1]]
+    ax.yaxis.set_major_locator(FixedLocator(ticks))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.yaxis.set_minor_formatter(NullFormatter())
 
 
 def rerun_ranking_figure(ranking: pd.DataFrame, rules, protocols=None, *, pad: float = 0.15):
