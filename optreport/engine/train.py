@@ -38,6 +38,7 @@ the record is stored (runs.sweep does).
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import math
 import os
@@ -50,7 +51,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from optimizers import OPTIMIZERS, RuleOptimizer
-from optreport.engine.data import DEEPOBS_VAL_SIZE, PROTOCOLS, load_fashion_mnist
+from optreport.engine.data import DEEPOBS_VAL_SIZE, PROTOCOLS, _atomic_write, load_fashion_mnist
 from optreport.engine.fastpath import LinearStack
 from optreport.engine.models import build_model
 
@@ -210,12 +211,11 @@ def load_checkpoint(path, config: dict) -> dict | None:
 
 
 def save_checkpoint(path, state: dict) -> None:
-    """Write ``state`` to ``path`` atomically (a reader sees the old file or the new one)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    """Write ``state`` to ``path`` atomically (data's temporary-file-then-rename writer: a reader
+    sees the old file or the new one)."""
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    _atomic_write(Path(path), buf.getvalue())
 
 
 def train(model: str = "mlp", rule: str = "sgd", hparams: dict | None = None, *, data=None,
