@@ -114,16 +114,6 @@ def test_final_accuracy_on_timing_records_without_a_loss():
     assert f.n_trained == 5 and f.acc == pytest.approx(0.8)
 
 
-def test_trial_table_gives_each_trial_its_outcome():
-    plan = pd.DataFrame({"protocol": "c", "rule": "adam", "trial": [0, 1, 2, 3], "seed": [0, 1, 2, 3],
-                         "hparams": [{"lr": 0.1}] * 4, "key": ["k0", "k1", "k2", "k3"]})
-    res = pd.DataFrame({"key": ["k0", "k1", "k2"], "epoch": 2, "val_acc": [0.8, 0.1, np.nan],
-                        "test_acc": [0.8, 0.1, np.nan], "val_loss": 0.5, "test_loss": 0.5,
-                        "train_loss": [0.5, 2.3, np.nan], "diverged": [False, False, True]})
-    t = tuning.trial_table(res, plan)
-    assert list(t["outcome"]) == ["trained", "failed to learn", "diverged", ""]
-
-
 # ----------------------------------------------------------------------------- seed 004's verdicts
 
 def test_gain_vs_cost_gives_a_verdict_per_lr():
@@ -166,17 +156,3 @@ def test_imitation_family_compares_every_variant_with_the_base_and_matches_betas
     assert ((inc["ci_lo"] >= 0) & (inc["ci_hi"] <= 1)).all()
     assert not any("indistinguishable" in str(v) for v in inc.to_numpy().ravel())
 
-
-# ----------------------------------------------------------------------------- protocol-score figure
-
-def test_protocol_scores_band_is_the_informative_one_and_failures_are_marked():
-    s = pd.DataFrame({"rule": ["sgd", "adam", "rmsprop"], "median": [0.85, 0.87, 0.10],
-                      "ci_lo": [0.84, 0.10, 0.10], "ci_hi": [0.86, 0.87, 0.80]})
-    lo, hi = plotting.protocol_score_band({"a": s})
-    assert 0.8 < lo < 0.85 and 0.87 < hi < 0.9           # not 0.1-0.9: the failed rule does not set the band
-    fig, ax = plt.subplots()
-    assert plotting.plot_protocol_scores(ax, {"a": s}, ["sgd", "adam", "rmsprop"]) == (lo, hi)
-    assert ax.get_ylim() == pytest.approx((lo, hi))
-    texts = [t.get_text() for t in ax.texts]
-    assert "failed (0.10)" in texts and "0.10" in texts   # RMSProp's failed median, Adam's cut lower bound
-    plt.close(fig)

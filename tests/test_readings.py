@@ -252,14 +252,6 @@ def test_seed004_reading_uses_the_verdict_and_the_threshold():
     assert "inconclusive against the threshold" in rd.seed004_reading(pd.Series({**g, "epoch_ratio_hi": 2.5}), v, 2.0)
 
 
-def test_inclusion_pairs_sentence():
-    incl = pd.DataFrame({"protocol": ["c", "c", "a"], "special": ["sgd", "momentum", "sgd"],
-                         "general": ["momentum", "adam", "momentum"], "p_general_ge": [0.2, 0.9, 0.1]})
-    s = rd.inclusion_pairs_sentence(incl, "c")
-    assert s == ("Under protocol c the general rule scores at least as well as the special one in most bootstrap "
-                 "draws for 1 of 2 inclusion pairs: SGD ⊆ Momentum break(s) it at this budget.")
-
-
 def _epoch_table():
     return pd.DataFrame({"fastest_s": [3.0, 3.3, 2.9], "step_share": [0.2, 0.3, 0.25], "epoch_vs_sgd": [1.0, 1.1, 0.97],
                          "run_spread": [6.0, 1.1, 1.2], "state_bytes_per_param": [0, 8, 0]},
@@ -290,21 +282,3 @@ def test_cost_verdict_from_fastest_epochs():
     assert "Adam against SGD per epoch cannot be read from these runs; the microbenchmark gives 1.15×" in reading
     assert "(verdict against SGD: better at lr 0.0001, better at lr 0.001)." in text
 
-
-def test_kendall_sentence_claims_only_what_the_interval_shows():
-    row = {"protocol_1": "a", "protocol_2": "c", "tau": 0.24, "ci_lo": -0.1, "ci_hi": 0.5}
-    assert rd.kendall_sentence(row).endswith("this budget cannot tell whether the two rankings agree.")
-    assert rd.kendall_sentence({**row, "ci_lo": 0.05}).endswith("agree more than chance would.")
-    reversed_ = {**row, "tau": -0.5, "ci_lo": -0.8, "ci_hi": -0.1}
-    assert rd.kendall_sentence(reversed_).endswith("than chance would make them.")
-    assert "not reliably related" not in rd.kendall_sentence(row)
-
-
-def test_novel_vs_best_classic_by_intervals():
-    s = pd.DataFrame({"median": [0.86, 0.85, 0.84, 0.80], "ci_lo": [0.85, 0.84, 0.83, 0.78],
-                      "ci_hi": [0.87, 0.86, 0.845, 0.82]}, index=["adam", "sgd", "gravity", "cosine"])
-    text = rd.novel_vs_best_classic(s, "c")
-    assert text.startswith("Protocol c: the better novel rule, Gravity (84.00%, interval 83.00%–84.50%), against "
-                           "the best classic rule, Adam (86.00%, 85.00%–87.00%): its whole interval lies below")
-    s.loc["gravity", "ci_hi"] = 0.855
-    assert "the intervals overlap, and single unpaired trials cannot decide" in rd.novel_vs_best_classic(s, "c")

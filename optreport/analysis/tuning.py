@@ -1,7 +1,7 @@
 """Tuning protocols à la Choi et al. (2019): search spaces, quasi-random trials, selection by
 validation only, and the bootstrap over trials.
 
-    from optreport.analysis.tuning import sample_trials, select_best, bootstrap_ranking
+    from optreport.analysis.tuning import sample_trials, select_best
     sample_trials("adam", "c", budget=16, seed=0)    # 16 hparam dicts from a scrambled Sobol set
 
 Three protocols, one trial budget K per rule:
@@ -24,7 +24,7 @@ several machines, in any order, and resume; Optuna's sampler asks within a study
 a time. The Sobol scramble seed is derived (CRC32, stable across runs and Python versions)
 from ``seed``, the rule and the names of the searched dimensions, so a rule whose full space is
 its lr (SGD) gets the *same* trials under b and c and trains them once. Budgets that are powers
-of two keep Sobol's balance best; notebook 05 uses 12 = 3 lrs x 4 seeds for protocol a.
+of two keep Sobol's balance best; notebook 05 uses K = 16 (protocol a: its 3 lrs over seeds 0-5).
 
 Adam's and RMSProp's ε. Choi et al.'s point is that a large ε turns Adam into Momentum
 (update ≈ lr/ε · m̂) -- but only if lr grows with ε. With independent boxes nearly every
@@ -47,18 +47,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from scipy.stats import kendalltau, qmc, rankdata
+from scipy.stats import kendalltau, qmc
 
 from optreport.analysis import compare
-from optreport.analysis.outcomes import CHANCE, OUTCOMES, TRAINED, classify, run_outcomes
+from optreport.analysis.outcomes import CHANCE, OUTCOMES, TRAINED, run_outcomes
 from optreport.runs import results as results_io
 from optreport.runs import sweep
-from optreport.runs.results import last_epoch
 
 __all__ = ["Dim", "SEARCH_SPACES", "PROTOCOLS", "FIXED_LRS", "EPS_COUPLED", "EPS_REF",
-           "sample_trials", "trial_seeds", "plan_trials", "select_best", "trial_table",
-           "bootstrap_ranking", "ranking_table", "kendall_between", "imitation_hparams",
-           "searched_lr", "hparams_text", "INCLUSIONS", "search_space_table", "inclusion_pairs", "arm",
+           "sample_trials", "trial_seeds", "plan_trials", "select_best", "imitation_hparams",
+           "searched_lr", "hparams_text", "INCLUSIONS", "search_space_table", "arm",
            "imitation_family"]
 
 PROTOCOLS = {"a": "fixed grid: lr ∈ {0.01, 0.1, 0.2}, defaults otherwise",
@@ -243,115 +241,6 @@ def select_best(df: pd.DataFrame, by=("rule",), metric: str = "val_acc",
     return view.loc[idx.to_numpy(), [*by, key]].reset_index(drop=True)
 
 
-def trial_table(results: pd.DataFrame, plan: pd.DataFrame) -> pd.DataFrame:
-    """Final-epoch scores of every planned trial.
-
-    ``results`` are sweep rows (per epoch, with ``key``, ``seed``, ``rule``, ``hparams`` as
-    JSON text); ``plan`` the output of :func:`plan_trials` plus a ``key`` column. Returns one
-    row per (protocol, rule, trial) with key, seed, hparams, val_acc, test_acc, val_loss,
-    train_loss, diverged and ``outcome`` (``outcomes.classify``: diverged / blew up / failed to
-    learn / trained; empty for a trial not run yet).
-    """
-    final = last_epoch(results)
-    cols = ["key", "val_acc", "val_loss", "test_acc", "test_loss", "train_loss", "diverged"]
-    out = plan.merge(final[[c for c in cols if c in final.columns]], on="key", how="left")
-    loss = out["train_loss"] if "train_loss" in out else pd.Series(0.0, index=out.index)
-    out["outcome"] = ["" if pd.isna(d) else classify(bool(d), float(lo), float(a))
-                      for d, lo, a in zip(out["diverged"], loss, out["test_acc"])]
-    return out
-
-
-def bootstrap_ranking(trials: pd.DataFrame, *, n_boot: int = 1000, seed: int = 0,
-                      by: str = "rule", metric: str = "val_acc", score: str = "test_acc",
-                      level: float = 0.95) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Choi et al.'s bootstrap over trials for one protocol.
-
-    For each of ``n_boot`` draws and each group (rule): resample its K trials with replacement,
-    pick the best by ``metric`` (validation), record that trial's ``score`` (test). Ranks are
-    taken within a draw (1 = best score; a non-finite score ranks last).
-
-    Returns ``(summary, draws)``. ``summary``: one row per group with K, median score and its
-    percentile CI, mean rank, median rank, rank CI and P(rank 1), sorted by median score.
-    ``draws``: long frame (draw, group, score, rank).
-
-    The draws are resampled here rather than by ``scipy.stats.bootstrap`` because ranks need the
-    same draw for every rule at once (scipy returns an interval per statistic, not the joint
-    draws). The score's interval is the percentile range of its draws, i.e. of selected trials'
-    test scores: it always lies within the observed scores (in [0, 1] for an accuracy).
-    """
-    rng = np.random.default_rng(seed)
-    groups = list(dict.fromkeys(trials[by]))
-    scores = np.empty((n_boot, len(groups)))
-    ks = []
-    for j, g in enumerate(groups):
-        t = trials[trials[by] == g]
-        val = t[metric].to_numpy(dtype=float)
-        val = np.where(np.isfinite(val), val, -np.inf)
-        k = val.size
-        ks.append(k)
-        idx = rng.integers(0, k, (n_boot, k))
-        pick = idx[np.arange(n_boot), np.argmax(val[idx], axis=1)]   # selection: val only
-        scores[:, j] = t[score].to_numpy(dtype=float)[pick]          # then its test score
-    ranked = np.where(np.isfinite(scores), -scores, np.inf)
-    ranks = rankdata(ranked, axis=1, method="average")           # ties share their mean rank
-    a = (1 - level) / 2
-    rows = []
-    for j, g in enumerate(groups):
-        s, r = scores[:, j], ranks[:, j]
-        fs = s[np.isfinite(s)]
-        rows.append({by: g, "K": ks[j],
-                     "median": float(np.median(fs)) if fs.size else np.nan,
-                     "ci_lo": float(np.quantile(fs, a)) if fs.size else np.nan,
-                     "ci_hi": float(np.quantile(fs, 1 - a)) if fs.size else np.nan,
-                     "mean_rank": float(r.mean()), "median_rank": float(np.median(r)),
-                     "rank_lo": float(np.quantile(r, a)), "rank_hi": float(np.quantile(r, 1 - a)),
-                     "p_best": float((r == 1).mean())})
-    summary = pd.DataFrame(rows).sort_values(["median", "mean_rank"], ascending=[False, True])
-    draws = pd.DataFrame({"draw": np.repeat(np.arange(n_boot), len(groups)),
-                          by: np.tile(groups, n_boot), "score": scores.ravel(),
-                          "rank": ranks.ravel()})
-    return summary.reset_index(drop=True), draws
-
-
-def ranking_table(summaries: dict[str, pd.DataFrame], by: str = "rule") -> pd.DataFrame:
-    """Side-by-side table: per rule and protocol the median selected test score [CI] and the
-    mean bootstrap rank. ``summaries`` maps protocol -> :func:`bootstrap_ranking` summary."""
-    out = None
-    for p, s in summaries.items():
-        part = s[[by, "median", "ci_lo", "ci_hi", "mean_rank", "p_best"]].rename(
-            columns={c: f"{c}_{p}" for c in ["median", "ci_lo", "ci_hi", "mean_rank", "p_best"]})
-        out = part if out is None else out.merge(part, on=by, how="outer")
-    return out
-
-
-def kendall_between(draws: dict[str, pd.DataFrame], summaries: dict[str, pd.DataFrame],
-                    by: str = "rule", level: float = 0.95) -> pd.DataFrame:
-    """Kendall τ between every pair of protocols' rankings.
-
-    Point value: τ between the median selected test scores; interval: percentile interval of τ
-    over bootstrap draws (draw b of one protocol against draw b of the other -- independent
-    resamples). Columns: protocol_1, protocol_2, tau, p, ci_lo, ci_hi.
-    """
-    names = list(summaries)
-    a = (1 - level) / 2
-    rows = []
-    for i in range(len(names)):
-        for j in range(i + 1, len(names)):
-            p, q = names[i], names[j]
-            m = summaries[p][[by, "median"]].merge(summaries[q][[by, "median"]], on=by)
-            res = kendalltau(m["median_x"], m["median_y"])
-            wide_p = draws[p].pivot(index="draw", columns=by, values="rank")
-            wide_q = draws[q].pivot(index="draw", columns=by, values="rank")[wide_p.columns]
-            taus = np.array([kendalltau(x, y).statistic for x, y in
-                             zip(wide_p.to_numpy(), wide_q.to_numpy())])
-            taus = taus[np.isfinite(taus)]
-            rows.append({"protocol_1": p, "protocol_2": q, "tau": float(res.statistic),
-                         "p": float(res.pvalue),
-                         "ci_lo": float(np.quantile(taus, a)) if taus.size else np.nan,
-                         "ci_hi": float(np.quantile(taus, 1 - a)) if taus.size else np.nan})
-    return pd.DataFrame(rows)
-
-
 def imitation_hparams(momentum_hparams: dict, eps: float, match: str = "asymptotic") -> dict:
     """Adam hyper-parameters that imitate Momentum ``{lr: η, momentum: μ}`` at a large ε.
 
@@ -406,23 +295,6 @@ def search_space_table(rules=None) -> pd.DataFrame:
                 scale += f"; × max(1, ε/{EPS_REF:g})"
             rows.append({"rule": rule, "hparam": name, "scale": scale, "low": lo, "high": hi,
                          "in_b": name == "lr"})
-    return pd.DataFrame(rows)
-
-
-def inclusion_pairs(draws: dict[str, pd.DataFrame], pairs=INCLUSIONS, by: str = "rule") -> pd.DataFrame:
-    """For every protocol and (special, general) pair: median bootstrap score of each and the
-    fraction of draws in which the general rule's selected trial scores at least as well."""
-    rows = []
-    for p, d in draws.items():
-        wide = d.pivot(index="draw", columns=by, values="score")
-        for special, general in pairs:
-            if special not in wide or general not in wide:
-                continue
-            s, g = wide[special].to_numpy(), wide[general].to_numpy()
-            rows.append({"protocol": p, "special": special, "general": general,
-                         "median_special": float(np.nanmedian(s)),
-                         "median_general": float(np.nanmedian(g)),
-                         "p_general_ge": float(np.mean(np.nan_to_num(g, nan=-1) >= np.nan_to_num(s, nan=-1)))})
     return pd.DataFrame(rows)
 
 

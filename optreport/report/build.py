@@ -79,14 +79,13 @@ KERNEL_ARGS = ["--IPKernelApp.log_level=ERROR"]
 # Per notebook: the figure and the table the front page shows (the first ones written otherwise),
 # and the table's columns (all when None).
 KEY_FIGURE = {"01": "01_trajectories_rosenbrock.png", "02": "02_final_test_acc_heatmap.png",
-              "03": "03_vs_baselines.png", "04": "04_accuracy_vs_time.png", "05": "05_protocol_scores.png"}
+              "03": "03_vs_baselines.png", "04": "04_accuracy_vs_time.png", "05": "05_rerun_ranking.png"}
 KEY_TABLE = {"01": ("01_conformance", ["rule", "torch", "steps", "max_abs", "max_rel", "verdict"]),
              "03": ("03_vs_baselines", ["rule", "lr", "baseline", "baseline_lr", "n_seeds", "diff_pp", "ci_lo_pp",
                                         "ci_hi_pp", "verdict"]),
              "04": ("04_epoch_cost", ["rule", "best_lr", "train_s", "step_share", "acc",
                                       "state_bytes_per_param", "epoch_vs_sgd"]),
-             "05": ("05_ranking", ["rule", "median_a", "mean_rank_a", "median_b", "mean_rank_b", "median_c",
-                                   "mean_rank_c"])}
+             "05": ("05_ranking", ["protocol", "rank", "rule", "n_seeds", "outcome", "mean", "ci_lo", "ci_hi"])}
 KEY_TABLE_ROWS = 40
 
 

@@ -18,7 +18,7 @@ import pandas as pd  # noqa: E402
 from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator, NullFormatter, ScalarFormatter  # noqa: E402
 
 from optreport.analysis.compare import VERDICTS, accuracy_ci, loss_ci, mean_ci_in_range  # noqa: E402
-from optreport.analysis.outcomes import CHANCE, CHANCE_MARGIN, METRICS, TRAINED, outcome_summary  # noqa: E402
+from optreport.analysis.outcomes import CHANCE, METRICS, TRAINED, outcome_summary  # noqa: E402
 from optreport.analysis.surfaces import plot_trajectories  # noqa: E402
 from optreport.analysis.tuning import PROTOCOLS  # noqa: E402
 
@@ -214,60 +214,6 @@ def plot_time_to_target(ax, tt: pd.DataFrame, target: float) -> None:
 
 
 # ----------------------------------------------------------------------------- tuning figures (05)
-def protocol_score_band(summaries: dict[str, pd.DataFrame], pad: float = 0.15, top_pad: float = 0.35
-                        ) -> tuple[float, float]:
-    """The y-range of :func:`plot_protocol_scores`: the informative band, from the data. Its lower
-    edge is the lowest median among the entries (rule x protocol) whose selected trial trained
-    (median at or above ``CHANCE + CHANCE_MARGIN``), its upper edge the highest interval bound,
-    padded by ``pad`` and ``top_pad`` (room for the legend) of the span. Entries and interval ends
-    below it are failures (trials stuck at chance or diverged, picked in some draws) and are marked
-    at the edge."""
-    allm = pd.concat([s[["median", "ci_lo", "ci_hi"]] for s in summaries.values()], ignore_index=True)
-    trained = allm[allm["median"] >= CHANCE + CHANCE_MARGIN]
-    if trained.empty:
-        return 0.0, 1.0
-    low = float(trained["median"].min())
-    high = float(np.nanmax(trained[["median", "ci_hi"]].to_numpy(float)))
-    span = max(high - low, 0.01)
-    return max(0.0, low - pad * span), min(1.0, high + top_pad * span)
-
-
-def plot_protocol_scores(ax, summaries: dict[str, pd.DataFrame], rules, by: str = "rule") -> tuple[float, float]:
-    """Median test score of the selected trial per rule (x) and protocol (marker), with its
-    bootstrap CI; protocols side by side around each rule. The y axis shows the informative band
-    (:func:`protocol_score_band`); a lower bound below it is cut at the edge and written there
-    (its value), a median below it (the selected trial failed) is a hollow marker on the edge
-    labelled "failed". Returns the band."""
-    markers = ["o", "s", "^", "D"]
-    n = len(summaries)
-    lo_edge, hi_edge = protocol_score_band(summaries)
-    for i, (p, s) in enumerate(summaries.items()):
-        s = s.set_index(by).reindex(list(rules))
-        x = np.arange(len(rules)) + (i - (n - 1) / 2) * 0.25
-        med, lo, hi = (s[c].to_numpy(float) for c in ("median", "ci_lo", "ci_hi"))
-        inside = med >= lo_edge
-        lo_cut = np.maximum(lo, lo_edge)
-        cont = ax.errorbar(x[inside], med[inside], yerr=[med[inside] - lo_cut[inside], hi[inside] - med[inside]],
-                           fmt=markers[i % len(markers)], capsize=3, label=f"{p}: {PROTOCOLS.get(p, p)}")
-        color = cont[0].get_color()
-        for xi, m, lo_i in zip(x, med, lo):
-            if not np.isfinite(m):
-                continue
-            if m < lo_edge:
-                ax.plot(xi, lo_edge, markers[i % len(markers)], mfc="none", color=color, clip_on=False)
-                ax.annotate(f"failed ({m:.2f})", (xi, lo_edge), xytext=(2, 6), textcoords="offset points",
-                            rotation=90, ha="left", va="bottom", fontsize=7, color=color)
-            elif lo_i < lo_edge:
-                ax.plot(xi, lo_edge, "v", color=color, ms=4, clip_on=False)
-                ax.annotate(f"{lo_i:.2f}", (xi, lo_edge), xytext=(2, 5), textcoords="offset points",
-                            rotation=90, ha="left", va="bottom", fontsize=7, color=color)
-    ax.set_ylim(lo_edge, hi_edge)
-    ax.set_xticks(np.arange(len(rules)), [rule_label(r) for r in rules], rotation=35, ha="right")
-    ax.set_ylabel("test accuracy of the selected trial\n(▼ value: interval continues below)")
-    ax.legend(fontsize=8, loc="upper center", ncol=3)
-    return lo_edge, hi_edge
-
-
 # ----------------------------------------------------------------------------- notebook 02
 # ----------------------------------------------------------------------------- notebook 03
 def informative_band(values, *, pad: float = 0.01, floor: float = CHANCE + 0.05, top: float = 1.0):

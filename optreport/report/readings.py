@@ -323,7 +323,7 @@ def outcome_counts_sentence(table: pd.DataFrame, what: str = "run") -> str:
 
 
 def trial_outcomes_sentence(trials: pd.DataFrame, protocols=None, bootstrap: bool = True) -> str:
-    """Per protocol, how many tuning trials did not train (``outcome`` of ``tuning.trial_table``:
+    """Per protocol, how many tuning trials did not train (``outcome`` of ``tuning.budget_trial_table``:
     diverged, blew up, failed to learn); with ``bootstrap`` they stay in the bootstrap with their
     (near-chance) scores, without it selection by validation passes them over."""
     parts = []
@@ -357,22 +357,7 @@ def seed004_reading(gain_row, verdict_row, much_slower: float) -> str:
             f"counts as much slower).")
 
 
-def inclusion_pairs_sentence(incl: pd.DataFrame, protocol: str = "c") -> str:
-    """How many of Choi et al.'s inclusion pairs hold under ``protocol`` in most bootstrap draws
-    (``tuning.inclusion_pairs``: ``p_general_ge`` >= 0.5), and which break."""
-    c = incl[incl["protocol"] == protocol]
-    held = c[c["p_general_ge"] >= 0.5]
-    txt = (f"Under protocol {protocol} the general rule scores at least as well as the special one in most "
-           f"bootstrap draws for {len(held)} of {len(c)} inclusion pairs")
-    broken = c[c["p_general_ge"] < 0.5]
-    if len(broken):
-        return txt + ": " + ", ".join(f"{rule_label(r.special)} ⊆ {rule_label(r.general)}"
-                                      for r in broken.itertuples()) + " break(s) it at this budget."
-    return txt + "."
-
-
-__all__ += ["time_to_target_reading", "outcome_counts_sentence", "trial_outcomes_sentence", "seed004_reading",
-            "inclusion_pairs_sentence"]
+__all__ += ["time_to_target_reading", "outcome_counts_sentence", "trial_outcomes_sentence", "seed004_reading"]
 
 
 # ----------------------------------------------------------------------------- notebook 03
@@ -1219,18 +1204,6 @@ def cost_verdict(e: pd.DataFrame, gain: pd.DataFrame) -> str:
 
 # ----------------------------------------------------------------------------- notebook 05 (current budget)
 
-def kendall_sentence(row) -> str:
-    """One protocol pair's Kendall τ with its bootstrap interval, in words that claim no more than the
-    interval shows: agreement above chance only when the interval excludes 0."""
-    head = (f"{row['protocol_1']} vs {row['protocol_2']}: τ = {row['tau']:.2f} (bootstrap interval "
-            f"{row['ci_lo']:.2f} to {row['ci_hi']:.2f}); ")
-    if row["ci_lo"] > 0:
-        return head + "the rankings agree more than chance would."
-    if row["ci_hi"] < 0:
-        return head + "the rankings are reversed more than chance would make them."
-    return head + "the interval includes 0, so this budget cannot tell whether the two rankings agree."
-
-
 def rerun_kendall_sentence(row, alpha: float = 0.05) -> str:
     """One protocol pair's Kendall τ on the reruns (a row of ``tuning.rerun_kendall``), claiming
     agreement (or reversal) only when its p-value is below ``alpha``."""
@@ -1245,26 +1218,6 @@ def rerun_kendall_sentence(row, alpha: float = 0.05) -> str:
 
 
 __all__ += ["rerun_kendall_sentence"]
-
-
-def novel_vs_best_classic(summary: pd.DataFrame, protocol: str, novel=("gravity", "cosine")) -> str:
-    """Under one protocol (``summary``: a protocol's bootstrap ranking indexed by rule, with median,
-    ci_lo, ci_hi), the better novel rule against the best classic rule, by their bootstrap intervals
-    of the selected trial's test accuracy. The trials are single runs, not paired by seed, so no test
-    is made: the sentence says whether the intervals are apart, and nothing more."""
-    classic = summary.drop(index=list(novel))
-    best_c = classic["median"].idxmax()
-    nov = summary.loc[list(novel), "median"].idxmax()
-    n, c = summary.loc[nov], classic.loc[best_c]
-    head = (f"Protocol {protocol}: the better novel rule, {rule_label(nov)} ({n['median']:.2%}, interval "
-            f"{n['ci_lo']:.2%}–{n['ci_hi']:.2%}), against the best classic rule, {rule_label(best_c)} "
-            f"({c['median']:.2%}, {c['ci_lo']:.2%}–{c['ci_hi']:.2%}): ")
-    if n["ci_hi"] < c["ci_lo"]:
-        return head + "its whole interval lies below the classic rule's."
-    if n["ci_lo"] > c["ci_hi"]:
-        return head + "its whole interval lies above the classic rule's."
-    return head + ("the intervals overlap, and single unpaired trials cannot decide between them "
-                   "(the reruns at 5 seeds of the larger budget will).")
 
 
 def step_modes_reading(modes: pd.DataFrame) -> str:
