@@ -263,8 +263,10 @@ def test_tuning_answer_for_the_readme():
     tau = tuning.rerun_kendall(rk)
     incl = tuning.inclusion_verdicts(tabs)
     text = readings.tuning_answer(rk, vs_top, tau, incl, {"b": "lr tuned", "c": "all tuned"})
-    b, c = text.split("; under c")
-    assert b.startswith("under b (lr tuned) the top is Cosine 88.") and "(5 seeds), the other 7 rules against it: " in b
+    lead = readings.tuning_lead(rk, vs_top, {"b": "lr tuned", "c": "all tuned"})
+    assert text.startswith(lead + " Under b (lr tuned) the top is Cosine 88.")
+    b, c = text[len(lead):].split("; under c")
+    assert "(5 seeds), the other 7 rules against it: " in b
     assert "1 decided by an outcome" in b                        # RMSProp diverged under b
     n_b = sum(int(x.split()[0]) for x in b.split("against it: ")[1].split(", "))
     assert n_b == 7                                              # every other rule counted once
@@ -276,7 +278,33 @@ def test_tuning_answer_for_the_readme():
     assert (f"b: {n['holds']} holds, {n['violated']} violated, {n['decided by outcome']} decided by outcome;"
             in text) and "indistinguishable" not in text
     no_extra = readings.tuning_answer(rk, vs_top, tau.iloc[:0])
-    assert "Kendall" not in no_extra and "inclusions" not in no_extra and "under b the top" in no_extra
+    assert "Kendall" not in no_extra and "inclusions" not in no_extra and "Under b the top" in no_extra
+
+
+def test_tuning_lead_counts_worse_verdicts_between_first_and_last_protocol():
+    """The README's bold lead: rules shown worse than the top under the first and the last protocol,
+    the largest gap, and the rules that leave "worse" (never called equal to the top)."""
+    rk, tabs = _judged()
+    vs_top = pd.concat([t for _, t in tabs.values()], ignore_index=True)
+    worse = {p: sorted(t.loc[t.verdict == "worse", "a"]) for p, (_, t) in tabs.items()}
+    gap = {p: -t.diff_pp.dropna().min() for p, (_, t) in tabs.items()}
+    lead = readings.tuning_lead(rk, vs_top, {"c": "all tuned"})
+    kb, kc = len(worse["b"]), len(worse["c"])
+    head = "Tuning closes gaps" if kc < kb else "Tuning opens gaps" if kc > kb else "Tuning does not change"
+    assert lead.startswith(f"**{head}") and f": {kb} of 7 rules are shown worse than the top under b, " in lead
+    assert f"{kc} of 7 under c (all tuned); the largest gap to the top is {gap['b']:.2f} pp under b and " \
+           f"{gap['c']:.2f} pp under c.**" in lead
+    moved = [r for r in worse["b"] if r not in worse["c"] and r in set(rk[rk.protocol == "c"].rule)]
+    for r in moved:
+        assert readings.rule_label(r) in lead.split(".**")[1]
+    assert ("but not shown worse under c." in lead) == bool(moved)
+    assert "equal" not in lead and "indistinguishable" not in lead
+    # the head follows the counts: with no rule shown worse under c, tuning closes the gaps
+    flipped = vs_top.copy()
+    flipped.loc[flipped.family.str.endswith("(c)"), "verdict"] = "inconclusive"
+    closed = readings.tuning_lead(rk, flipped)
+    assert closed.startswith(f"**Tuning closes gaps: {kb} of 7 rules are shown worse than the top under b, 0 of 7 "
+                             "under c;") and closed.endswith("but not shown worse under c.")
 
 
 # ----------------------------------------------------------------------------- figures
@@ -286,6 +314,8 @@ def test_budget_figures():
     fig = plotting.rerun_ranking_figure(rk, RULES, ["b", "c"])
     lo, hi = fig.axes[0].get_ylim()
     assert 0.15 < lo < 0.8 and hi <= 1.0                       # the informative band, not [0, 1]
+    handles, labels = fig.axes[0].get_legend_handles_labels()
+    ranking_colors = {lab[0]: matplotlib.colors.to_hex(h[0].get_color()) for h, lab in zip(handles, labels)}
     plt.close(fig)
     t = pd.concat([_trials(list(np.linspace(0.7, 0.9, 8)), rule=r, protocol=p)
                    for p in ("b", "c") for r in ("sgd", "adam")])
@@ -299,6 +329,8 @@ def test_budget_figures():
     ticks = [t.get_text() for t in fig.axes[0].get_yticklabels()]
     assert 3 <= len(ticks) <= 8 and "20" in ticks and all(t.isdigit() for t in ticks)   # plain percents
     assert fig.axes[0].get_ylabel() == "test error (%, log scale)"
+    bsf_colors = {ln.get_label()[0]: matplotlib.colors.to_hex(ln.get_color()) for ln in fig.axes[0].get_lines()}
+    assert bsf_colors == ranking_colors and len(set(bsf_colors.values())) == 2   # one colour per protocol
     plt.close(fig)
 
 

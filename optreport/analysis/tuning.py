@@ -54,7 +54,7 @@ from optreport.analysis.outcomes import CHANCE, OUTCOMES, TRAINED, run_outcomes
 from optreport.runs import results as results_io
 from optreport.runs import sweep
 
-__all__ = ["Dim", "SEARCH_SPACES", "PROTOCOLS", "FIXED_LRS", "EPS_COUPLED", "EPS_REF",
+__all__ = ["Dim", "SEARCH_SPACES", "PROTOCOLS", "PROTOCOL_NAMES", "FIXED_LRS", "EPS_COUPLED", "EPS_REF",
            "sample_trials", "trial_seeds", "plan_trials", "select_best", "imitation_hparams",
            "searched_lr", "hparams_text", "INCLUSIONS", "search_space_table", "arm",
            "imitation_family"]
@@ -62,6 +62,7 @@ __all__ = ["Dim", "SEARCH_SPACES", "PROTOCOLS", "FIXED_LRS", "EPS_COUPLED", "EPS
 PROTOCOLS = {"a": "fixed grid: lr ∈ {0.01, 0.1, 0.2}, defaults otherwise",
              "b": "lr tuned on a log scale",
              "c": "all hyper-parameters tuned"}
+PROTOCOL_NAMES = {"a": "fixed grid", "b": "lr tuned", "c": "all tuned"}   # short, for one-line answers
 FIXED_LRS = (0.01, 0.1, 0.2)      # seed 000's learning rates (protocol a)
 EPS_REF = 1e-3                    # ε above which Adam/RMSProp's lr is scaled with ε (see above)
 EPS_COUPLED = ("rmsprop", "adam", "nadam", "adamw")

@@ -53,7 +53,7 @@ from nbconvert.filters.markdown_mistune import markdown2html_mistune
 from nbconvert.preprocessors import TagRemovePreprocessor
 from papermill.exceptions import PapermillExecutionError
 
-from optreport.analysis import costs
+from optreport.analysis import costs, tuning
 from optreport.engine import data
 from optreport.report import readings
 from optreport.report.figures import RULE_ORDER, rule_label
@@ -580,8 +580,7 @@ def seed_question_lines(results_dir: Path) -> list[str]:
         _, ranking, vs_top, tau, incl = (pd.read_csv(results_dir / f"{n}.csv") for n in names)
         out += ["", "**How does the tuning protocol change the ranking?** (notebook 05, Choi et al. 2019: the "
                 "configuration each protocol selects on the validation split, rerun with several seeds) "
-                + readings.tuning_answer(ranking, vs_top, tau, incl, {"a": "fixed grid", "b": "lr tuned",
-                                                                      "c": "all tuned"})]
+                + readings.tuning_answer(ranking, vs_top, tau, incl, tuning.PROTOCOL_NAMES)]
     cnn = results_dir / "08_cnn_vs_published.csv"
     if cnn.exists():
         out += ["", "**Do our numbers agree with a published benchmark?** (notebook 08, DeepOBS's fmnist_2c2d at "

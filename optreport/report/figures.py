@@ -919,7 +919,8 @@ def rerun_ranking_figure(ranking: pd.DataFrame, rules, protocols=None, *, pad: f
         good = (s["outcome"] == TRAINED).to_numpy() & np.isfinite(med) & (med >= lo_edge)
         lo_cut = np.maximum(lo, lo_edge)
         cont = ax.errorbar(x[good], med[good], yerr=[med[good] - lo_cut[good], hi[good] - med[good]],
-                           fmt=markers[i % len(markers)], capsize=3, label=f"{p}: {PROTOCOLS.get(p, p)}")
+                           fmt=markers[i % len(markers)], capsize=3, label=f"{p}: {PROTOCOLS.get(p, p)}",
+                           color=PROTOCOL_STYLES.get(p, (None,))[0])     # as in best_so_far_figure
         color = cont[0].get_color()
         for xi, g, lo_i, out in zip(x, good, lo, s["outcome"].fillna("not run")):
             if not g:

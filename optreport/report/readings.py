@@ -1253,29 +1253,77 @@ def step_modes_reading(modes: pd.DataFrame) -> str:
 
 # ----------------------------------------------------------------------------- README: notebooks 05 and 08
 
+def _vs_top_of(vs_top: pd.DataFrame, protocol: str) -> pd.DataFrame:
+    """The rows of ``05_vs_top`` that judge ``protocol``'s rules against its top."""
+    if not len(vs_top):
+        return vs_top
+    return vs_top[vs_top["family"].astype(str).str.endswith(f"({protocol})")]
+
+
+def tuning_lead(ranking: pd.DataFrame, vs_top: pd.DataFrame, protocols: dict | None = None) -> str:
+    """The bold first sentence of :func:`tuning_answer`: between the first and the last protocol of
+    ``ranking`` (fixed grid and full tuning in notebook 05), how many rules are shown worse than the
+    protocol's top and the largest gap to it (mean over paired seeds, rules that trained), then the
+    rules shown worse under the first protocol and not under the last. Verdicts only: a rule not
+    shown worse is not claimed equal to the top."""
+    protocols = protocols or {}
+    ps = list(dict.fromkeys(ranking["protocol"]))
+    first, last = ps[0], ps[-1]
+    stats = {}
+    for p in (first, last):
+        r, v = ranking[ranking["protocol"] == p], _vs_top_of(vs_top, p)
+        worse = list(v.loc[v["verdict"] == "worse", "a"]) if len(v) else []
+        gaps = (pd.to_numeric(v["diff_pp"], errors="coerce").dropna() if len(v) and "diff_pp" in v
+                else pd.Series(dtype=float))
+        stats[p] = dict(worse=worse, n=len(r) - 1, gap=-float(gaps.min()) if len(gaps) else None,
+                        rules=set(r["rule"]))
+    if first == last:
+        s = stats[first]
+        return f"**Under {first}, {len(s['worse'])} of {s['n']} rules are shown worse than the top.**"
+    k0, kl = len(stats[first]["worse"]), len(stats[last]["worse"])
+    head = ("Tuning closes gaps" if kl < k0 else "Tuning opens gaps" if kl > k0
+            else "Tuning does not change how many rules trail the top")
+
+    def where(p):
+        return f"under {p}" + (f" ({protocols[p]})" if p in protocols else "")
+
+    text = (f"**{head}: {k0} of {stats[first]['n']} rules are shown worse than the top {where(first)}, "
+            f"{kl} of {stats[last]['n']} {where(last)}")
+    if stats[first]["gap"] is not None and stats[last]["gap"] is not None:
+        text += (f"; the largest gap to the top is {stats[first]['gap']:.2f} pp under {first} and "
+                 f"{stats[last]['gap']:.2f} pp under {last}")
+    text += ".**"
+    moved = [r for r in stats[first]["worse"] if r in stats[last]["rules"] and r not in stats[last]["worse"]]
+    if moved:
+        text += (f" {_rules_text(moved)} {'is' if len(moved) == 1 else 'are'} worse than the top under {first} "
+                 f"but not shown worse under {last}.")
+    return text
+
+
 def tuning_answer(ranking: pd.DataFrame, vs_top: pd.DataFrame, kendall: pd.DataFrame,
                   inclusion: pd.DataFrame | None = None, protocols: dict | None = None) -> str:
     """The README's answer to "how does the tuning protocol change the ranking?" from notebook 05's
-    rerun tables (``05_ranking``, ``05_vs_top``, ``05_kendall``, ``05_inclusion_pairs``): per protocol
+    rerun tables (``05_ranking``, ``05_vs_top``, ``05_kendall``, ``05_inclusion_pairs``): the lead of
+    :func:`tuning_lead` (first vs last protocol), then per protocol
     the top rule with its interval and how the other rules stand against it (counts of verdicts), the
     Kendall τ of every two protocols' rankings (agreement claimed only at p < 0.05), and Choi et al.'s
     inclusions per protocol (holds / violated / undecided)."""
     protocols = protocols or {}
-    parts = []
+    parts = [tuning_lead(ranking, vs_top, protocols)]
     for p in dict.fromkeys(ranking["protocol"]):
         r = ranking[ranking["protocol"] == p].sort_values("rank")
         top = r.iloc[0]
         n = int(r["n_seeds"].max())
-        v = vs_top[vs_top["family"].astype(str).str.endswith(f"({p})")] if len(vs_top) else vs_top
+        v = _vs_top_of(vs_top, p)
         counts = ", ".join(f"{int((v['verdict'] == w).sum())} {w}" for w in VERDICTS if (v["verdict"] == w).any())
         other = v[~v["verdict"].isin(VERDICTS)] if len(v) else v
         if len(other):
             counts += (", " if counts else "") + f"{len(other)} decided by an outcome"
         what = f" ({protocols[p]})" if p in protocols else ""
-        parts.append(f"under {p}{what} the top is {rule_label(top['rule'])} "
+        parts.append(f"{'Under' if len(parts) == 1 else 'under'} {p}{what} the top is {rule_label(top['rule'])} "
                      f"{_pct_ci(top['mean'], top['ci_lo'], top['ci_hi'])} ({n} seeds), the other {len(r) - 1} "
                      f"rules against it: {counts or 'not compared'}")
-    text = "; ".join(parts) + "."
+    text = parts[0] + " " + "; ".join(parts[1:]) + "."
     if len(kendall):
         taus = []
         for _, k in kendall.iterrows():
@@ -1336,4 +1384,4 @@ def published_answer(table: pd.DataFrame, tol: float = PUBLISHED_TOL) -> str:
     return text
 
 
-__all__ += ["tuning_answer", "published_answer"]
+__all__ += ["tuning_lead", "tuning_answer", "published_answer"]
