@@ -1353,6 +1353,7 @@ def published_answer(table: pd.DataFrame, tol: float = PUBLISHED_TOL) -> str:
         return "No runs to compare yet."
     pos = published_position(table, tol)
     agree, disagree, unpublished = [], [], []
+    agree_names, disagree_names = [], []
     for rule, g in table.groupby("rule", sort=False):
         p = pos.loc[g.index]
         has = p != "no published"
@@ -1366,7 +1367,9 @@ def published_answer(table: pd.DataFrame, tol: float = PUBLISHED_TOL) -> str:
         out = pc.isin(["below", "above"])
         if not out.any():
             agree.append(f"{name} (mean gap {gap:+.2f} pp over {len(c)} epochs)")
+            agree_names.append(rule)
             continue
+        disagree_names.append(rule)
         sides = " and ".join(s for s in ("below", "above") if (pc == s).any())
         dist = np.maximum(c["published_min"] - c["test_acc"], c["test_acc"] - c["published_max"])[out]
         disagree.append(f"{name} ({sides} at {int(out.sum())} of {len(c)} epochs, by up to {100 * dist.max():.1f} pp; "
@@ -1374,11 +1377,27 @@ def published_answer(table: pd.DataFrame, tol: float = PUBLISHED_TOL) -> str:
     lo, hi = int(table["n_seeds"].min()), int(table["n_seeds"].max())
     seeds = f"{lo} seed{'s' if lo != 1 else ''}" if lo == hi else f"{lo}–{hi} seeds per rule"
     last = int(table["epoch"].max())
-    text = (f"Our mean test accuracy ({seeds}, {last} epochs) against the "
-            f"published min–max "
-            f"(within {100 * tol:.1f} pp counts as agreeing): ")
-    text += "; ".join(x for x in (("agrees: " + ", ".join(agree)) if agree else "",
-                                   ("disagrees: " + ", ".join(disagree)) if disagree else "") if x) + "."
+    n_pub = len(agree_names) + len(disagree_names)
+
+    def verb(names, one, many):
+        return f"{_rules_text(names)} {one if len(names) == 1 else many}"
+
+    rng = f"the published range (±{100 * tol:.1f} pp)"
+    if not n_pub:
+        lead = "**No rule here has published numbers.**"
+    elif not disagree_names:
+        lead = f"**Yes: {verb(agree_names, 'stays', 'stay')} within {rng} at every epoch.**"
+    elif not agree_names:
+        lead = f"**No: {verb(disagree_names, 'leaves', 'leave')} {rng} at some epochs.**"
+    else:
+        lead = (f"**Partly: {verb(agree_names, 'stays', 'stay')} within {rng} at every epoch; "
+                f"{verb(disagree_names, 'does', 'do')} not.**")
+    text = lead
+    if n_pub:
+        text += (f" Our mean test accuracy ({seeds}, {last} epochs) against the published min–max "
+                 f"(within {100 * tol:.1f} pp counts as agreeing): ")
+        text += "; ".join(x for x in (("agrees: " + ", ".join(agree)) if agree else "",
+                                       ("disagrees: " + ", ".join(disagree)) if disagree else "") if x) + "."
     if unpublished:
         text += f" Without published numbers, at epoch {last}: " + ", ".join(unpublished) + "."
     return text
