@@ -188,7 +188,8 @@ def test_notebook_follows_the_conventions():
     assert names[:6] == ["QUICK", "IMG_DIR", "RESULTS_DIR", "STORAGE", "WORKERS", "FORCE"]
     text = "\n".join("".join(c["source"]) for c in cells)
     for needle in ("plans.cnn_configs(QUICK)", "sweep.run_grid(", "tables.save_table(", "plotting.savefig(",
-                   "readings.published_reading(", "readings.published_answer(cmp, tol=TOL)", "fsschneider/DeepOBS", "SirRob1997/Crowded-Valley---Results@47ce79c",
+                   "readings.published_reading(", "readings.published_answer(cmp, tol=TOL)",
+                   "fsschneider/DeepOBS", "SirRob1997/Crowded-Valley---Results@47ce79c",
                    "lr 0.01, SGD's one-shot lr"):
         assert needle in text, needle
     assert "plotting.published_comparison_figure(" in text and "protocol=cfgs[0].data_protocol" in text
