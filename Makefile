@@ -61,11 +61,11 @@ test: setup system data
 	$(PY) -m pytest -q $(ARGS)
 
 bench: setup data
+	$(PY) benchmarks/bench_throughput.py --csv results/bench_throughput.csv
 	$(PY) -m optreport.report --only 04 --measure
 	$(PY) benchmarks/bench_optimizers.py
 	$(PY) benchmarks/bench_trainer.py
 	$(PY) benchmarks/bench_fastpath.py
-	$(PY) benchmarks/bench_throughput.py --csv results/bench_throughput.csv
 
 clean-quick:
 	rm -rf build/quick

@@ -16,6 +16,7 @@ compiles on its first call, and the autograd/allocator caches fill), evaluated o
 only.
 
     seconds per epoch  = train_seconds / steps_timed * steps_per_epoch + eval_seconds
+                         (train_seconds without the interleaved multiplies of the GEMM bound)
     model-epochs per core-second = workers / sum over workers of seconds per epoch
                                    (a worker is one thread on one core)
 
@@ -24,22 +25,32 @@ the evaluation is always the full one (its time is not scaled). Without ``--quic
 epoch is timed. Per-run set-up (building the model and optimizer, compiling the step, loading
 the data) is excluded: it is paid once per run or process, not per epoch.
 
-The GEMM bound is measured in the same run, in the same workers (concurrently, one thread
-each): every matrix multiply one epoch of the report performs, from the model's own Linear
-shapes. For y = x W^T a training step does forward x @ W^T, and backward grad_W = g^T @ x and
-grad_x = g @ W (not for the first layer: the input needs no gradient, autograd skips it), at
-batch 64 for the 55,000 training images (859 batches of 64 and one of 24); the evaluation
-does the forward passes over 15,000 images at the trainer's EVAL_BATCH. Each distinct multiply
-is timed with ``torch.mm(a, b, out=c)`` on preallocated operands of the trainer's layouts
-(W^T and g^T as transposed views), repeated in blocks; the median block gives seconds per call.
+The GEMM bound is measured in the same run, in the same workers, alongside each rule's timed
+run: after every training step the worker performs that step's matrix multiplies once more
+(``StepGemms``: for y = x W^T, forward x @ W^T layer by layer, then from the last layer down
+grad_W = g^T @ x into the weight's gradient and grad_x = g @ W -- not for the first layer: the
+input needs no gradient, autograd skips it) on the model's own weight and gradient tensors, and
+times them (``InterleavedBound``, the trainer's callback; its time is taken out of the training
+time, and the training's numbers are unchanged, tests/test_bench_throughput.py). After the run
+it times the evaluation's forward multiplies (5,000 images a batch) on the trained weights.
 
-    GEMM bound = sum over multiplies of calls per epoch * seconds per call   (core-seconds)
-    ratio      = seconds per epoch of a worker (core-seconds per model-epoch) / GEMM bound
+    GEMM bound = (training images / 64) x seconds of a step's multiplies     (the smaller last
+                 + evaluation batches x seconds of a batch's multiplies        batch in proportion)
+    ratio      = the workers' seconds per epoch summed / their GEMM bounds summed
+
+Why alongside, and why a whole step: on a shared host the speed of a core changes by tens of
+percent within seconds (other tenants); a bound measured at another moment moves every ratio with
+it, while one measured on the same core within milliseconds of the training it divides moves
+with the training (compare the workers' ratios in the table's last column). And
+a step's multiplies cycle through every weight and gradient (2.7 MB each for the report's MLP,
+more than a core's 1 MB L2; two workers share an 8 MB L3): no step can run them as fast as each
+multiply repeated alone on operands that stay in cache. That faster sum is still printed, as a
+reference (``hot_multiplies``: ``torch.mm(a, b, out=c)`` per distinct multiply on preallocated
+operands in autograd's layouts, median of blocks, timed once at the start), with each rule's
+ratio to it ("hot").
 
 The ratio is what the report loses to everything but matrix multiplies (autograd and Python
 per step, the update step, bias/ReLU/loss kernels, batch gathering, allocation); it is >= 1.
-Timings are wall clock: on a machine shared with other processes they move a lot, and load
-inflates the ratios (the GEMM timing, in short blocks, suffers less than a whole epoch).
 """
 from __future__ import annotations
 
@@ -76,6 +87,7 @@ WARMUP_EVAL = 256           # images of the warm-up's evaluation (its time is th
 QUICK_STEPS = 60            # steps timed per rule with --quick
 BARRIER_TIMEOUT = 1800.0    # s a worker waits for the others before giving up
 LAST_LINE = "max ratio to the GEMM bound: {ratio:.2f} ({rule})"
+SPREAD_WARNING = 0.10       # relative spread of the workers' ratios that the table warns about
 
 
 # ----------------------------------------------------------------------------- GEMM bound
@@ -155,17 +167,19 @@ def _operands(op: GemmOp, gen: torch.Generator):
     return a, b, torch.empty(op.m, op.n)
 
 
-def time_gemm(op: GemmOp, reps: int = 7, block_seconds: float = 0.02, seed: int = 0) -> float:
-    """Seconds per call of ``torch.mm(a, b, out=c)`` for ``op``: calls in blocks of at least
-    ``block_seconds``, median over ``reps`` blocks (the current torch thread count)."""
-    a, b, c = _operands(op, torch.Generator().manual_seed(seed))
-    for _ in range(3):
-        torch.mm(a, b, out=c)
+def _seconds_per_call(fn, reps: int, block_seconds: float) -> float:
+    """Seconds per call of ``fn()``: calls in blocks of at least ``block_seconds`` (calibrated),
+    median over ``reps`` blocks, after up to 3 warm-up calls (1 if a call takes a block or more)."""
+    t = time.perf_counter()
+    fn()
+    if time.perf_counter() - t < block_seconds:
+        fn()
+        fn()
     calls, dt = 1, 0.0
     while True:                        # calibrate: calls per block
         t = time.perf_counter()
         for _ in range(calls):
-            torch.mm(a, b, out=c)
+            fn()
         dt = time.perf_counter() - t
         if dt >= block_seconds or calls >= 1 << 16:
             break
@@ -174,14 +188,66 @@ def time_gemm(op: GemmOp, reps: int = 7, block_seconds: float = 0.02, seed: int 
     for _ in range(reps - 1):
         t = time.perf_counter()
         for _ in range(calls):
-            torch.mm(a, b, out=c)
+            fn()
         times.append((time.perf_counter() - t) / calls)
     return statistics.median(times)
 
 
-def gemm_bound(ops, reps: int = 7, block_seconds: float = 0.02) -> dict:
-    """Time every op (see time_gemm) with one torch thread; returns {"seconds": core-seconds of
-    one epoch's multiplies, "ops": [(op, seconds per call), ...]}."""
+def time_gemm(op: GemmOp, reps: int = 7, block_seconds: float = 0.02, seed: int = 0) -> float:
+    """Seconds per call of ``torch.mm(a, b, out=c)`` for ``op`` alone, repeated on the same
+    operands (so they stay in cache): median of ``reps`` blocks of at least ``block_seconds``
+    (the current torch thread count)."""
+    a, b, c = _operands(op, torch.Generator().manual_seed(seed))
+    return _seconds_per_call(lambda: torch.mm(a, b, out=c), reps, block_seconds)
+
+
+class StepGemms:
+    """The matrix multiplies of one training step (or one evaluation batch) of a Linear stack,
+    in the order the trainer does them: forward x @ W_j^T layer by layer; backward, from the
+    last layer down, grad_W = g^T @ a_j into W_j's gradient and (not for the first layer)
+    g <- g @ W_j, the next layer's g. Nothing but the multiplies: no bias, ReLU, loss or update.
+
+    ``weights``: the model's Linear layers, whose weight and ``.grad`` tensors are used (the
+    gradients are overwritten: call it only where the trainer overwrites them next, as the fast
+    path's backward does); None: tensors of the same sizes made here. A training step touches
+    every weight and gradient (2.7 MB each for the report's MLP), more than a core's cache holds,
+    so these multiplies run slower together than each one repeated alone (hot_multiplies)."""
+
+    def __init__(self, layers, batch: int, train: bool = True, seed: int = 0, weights=None):
+        gen = torch.Generator().manual_seed(seed)
+        self.train = train
+        if weights is not None:
+            self.w = [m.weight for m in weights]
+            self.wg = [m.weight.grad if m.weight.grad is not None else torch.empty_like(m.weight)
+                       for m in weights] if train else []
+        else:
+            self.w = [torch.randn(fout, fin, generator=gen) * fin ** -0.5 for fin, fout in layers]
+            self.wg = [torch.empty(fout, fin) for fin, fout in layers] if train else []
+        self.x = torch.randn(batch, layers[0][0], generator=gen)
+        self.z = [torch.empty(batch, fout) for _, fout in layers]
+        self.gz = torch.randn(batch, layers[-1][1], generator=gen) if train else None
+        self.gx = [torch.empty(batch, fin) for fin, _ in layers] if train else []
+
+    @torch.no_grad()
+    def __call__(self) -> None:
+        acts, h = [self.x], self.x
+        for j, w in enumerate(self.w):
+            h = torch.mm(h, w.t(), out=self.z[j])
+            acts.append(h)
+        if not self.train:
+            return
+        g = self.gz
+        for j in range(len(self.w) - 1, -1, -1):
+            torch.mm(g.t(), acts[j], out=self.wg[j])
+            if j > 0:
+                g = torch.mm(g, self.w[j], out=self.gx[j])
+
+
+def hot_multiplies(ops, reps: int = 7, block_seconds: float = 0.02) -> dict:
+    """Each multiply of ``ops`` timed alone (time_gemm: repeated on operands kept in cache), one
+    torch thread: {"seconds": sum of calls per epoch x seconds per call, "ops": [(op, seconds per
+    call)]}. A reference, not the bound: a training step cycles through every weight and gradient,
+    more than a core's cache holds, so its multiplies never run this fast together (StepGemms)."""
     old = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -189,6 +255,29 @@ def gemm_bound(ops, reps: int = 7, block_seconds: float = 0.02) -> dict:
     finally:
         torch.set_num_threads(old)
     return {"seconds": sum(op.count * t for op, t in timed), "ops": timed}
+
+
+class InterleavedBound:
+    """The trainer's ``callback``: after every training step, the step's multiplies (StepGemms
+    on the model's own weights and gradients, batch ``batch``) once, timed. The trainer's time
+    and the bound's are then measured on the same core, alternately, within milliseconds of each
+    other: a change of the machine's speed (other tenants of the host) moves both alike."""
+
+    def __init__(self, layers, batch: int = BATCH, seed: int = 0):
+        self.layers, self.batch, self.seed = layers, batch, seed
+        self.fn, self.model, self.seconds, self.calls = None, None, 0.0, 0
+
+    def __call__(self, step, model, optimizer, loss) -> None:
+        if self.fn is None:
+            self.model = model
+            mods = [m for m in model.modules() if isinstance(m, nn.Linear)]
+            self.fn = StepGemms(self.layers, self.batch, seed=self.seed, weights=mods)
+            self.fn()                               # first call: allocation, not timed
+        t = time.perf_counter()
+        self.fn()
+        self.seconds += time.perf_counter() - t
+        self.calls += 1
+
 
 
 # ----------------------------------------------------------------------------- one rule
@@ -210,21 +299,38 @@ def warm_up(rule: str, data, steps: int = WARMUP_STEPS, hparams: dict | None = N
 
 
 def measure_rule(rule: str, data, steps: int | None = None, hparams: dict | None = None, seed: int = 0,
-                 fast_path: bool = True) -> dict:
-    """One timed run of the real trainer: ``steps`` steps (None: the whole epoch) and the
-    evaluation the trainer does after the epoch, one thread. Returns the record's timings and
-    the seconds of one epoch (the steps' time scaled to the epoch's steps, plus the evaluation)."""
-    rec = train("mlp", rule, hparams or {}, data=data, epochs=1, batch_size=BATCH, seed=seed,
-                max_steps=steps, threads=1, compile_step=True, flush_denormal=True, fast_path=fast_path)
+                 fast_path: bool = True, gemm_reps: int = 7, gemm_block: float = 0.02) -> dict:
+    """One timed run of the real trainer, ``steps`` steps (None: the whole epoch) and the
+    evaluation it does after the epoch, one thread, with the GEMM bound measured alongside: after
+    every step the step's multiplies on the model's tensors (InterleavedBound; their time is taken
+    out of the training time), after the run the evaluation's multiplies (StepGemms at EVAL_BATCH
+    on the trained model's weights). Returns the record's timings, the seconds of one epoch (the
+    steps' time scaled to the epoch's steps, plus the evaluation) and ``bound_seconds``, the GEMM
+    bound of one epoch: full batches x seconds per step sequence (the smaller last batch counted
+    in proportion to its size) plus evaluation batches x seconds per evaluation sequence."""
+    layers = linear_shapes(build_model("mlp", 0))
+    inter = InterleavedBound(layers, BATCH, seed=seed)
+    rec = train("mlp", rule, hparams or {}, data=data, epochs=1, batch_size=BATCH, seed=seed, max_steps=steps,
+                threads=1, compile_step=True, flush_denormal=True, fast_path=fast_path, callback=inter)
     e = rec["epochs"][0]
     if not rec["config"].get("compiled_step", False):
         raise RuntimeError(f"{rule}: the trainer did not use a compiled step")
-    spe = math.ceil(len(data.train_y) / BATCH)
+    n = len(data.train_y)
+    spe = math.ceil(n / BATCH)
     scale = spe / e["steps"]
+    train_s = e["train_seconds"] - inter.seconds          # the trainer's own time (callback excluded)
+    seq_s = inter.seconds / max(inter.calls, 1)
+    evals = batch_counts(len(data.val_y), EVAL_BATCH) + batch_counts(len(data.test_y), EVAL_BATCH)
+    with torch.no_grad():
+        mods = [m for m in inter.model.modules() if isinstance(m, nn.Linear)]
+        eval_seq = {b: _seconds_per_call(StepGemms(layers, b, train=False, seed=seed, weights=mods),
+                                         gemm_reps, gemm_block) for b in evals}
+    bound = seq_s * n / BATCH + sum(c * eval_seq[b] for b, c in evals.items())
     return dict(rule=rule, steps_timed=e["steps"], steps_per_epoch=spe,
-                train_seconds=e["train_seconds"] * scale, step_seconds=e["step_seconds"] * scale,
-                eval_seconds=e["eval_seconds"], epoch_seconds=e["train_seconds"] * scale + e["eval_seconds"],
-                diverged=rec["diverged"])
+                train_seconds=train_s * scale, step_seconds=e["step_seconds"] * scale,
+                eval_seconds=e["eval_seconds"], epoch_seconds=train_s * scale + e["eval_seconds"],
+                bound_seconds=bound, bound_train_seconds=seq_s * n / BATCH, seq_seconds=seq_s,
+                eval_seq_seconds={int(b): t for b, t in eval_seq.items()}, diverged=rec["diverged"])
 
 
 # ----------------------------------------------------------------------------- workers
@@ -244,12 +350,13 @@ def worker_main(wid: int, opts: dict, barrier, out) -> None:
         out.put(("ready", wid, dict(n_train=len(data.train_y), n_val=len(data.val_y), n_test=len(data.test_y),
                                     source=data.source, threads=torch.get_num_threads())))
         barrier.wait(BARRIER_TIMEOUT)
-        g = gemm_bound(ops, opts["gemm_reps"], opts["gemm_block"])
-        out.put(("gemm", wid, [(dataclasses.asdict(op), t) for op, t in g["ops"]]))
+        hot = hot_multiplies(ops, opts["gemm_reps"], opts["gemm_block"])
+        out.put(("gemm", wid, [(dataclasses.asdict(op), t) for op, t in hot["ops"]]))
         for rule in opts["rules"]:
             warm = warm_up(rule, data, opts["warmup"], seed=wid, fast_path=opts.get("fast_path", True))
             barrier.wait(BARRIER_TIMEOUT)
-            res = measure_rule(rule, data, opts["steps"], seed=wid, fast_path=opts.get("fast_path", True))
+            res = measure_rule(rule, data, opts["steps"], seed=wid, fast_path=opts.get("fast_path", True),
+                               gemm_reps=opts["gemm_reps"], gemm_block=opts["gemm_block"])
             res.update(worker=wid, warmup_seconds=warm)
             out.put(("rule", wid, res))
         out.put(("done", wid, None))
@@ -303,55 +410,90 @@ def run_workers(opts: dict, workers: int, bar=None) -> dict:
 # ----------------------------------------------------------------------------- report
 
 def summarize(raw: dict) -> tuple[dict, list[dict]]:
-    """(bound, rows) from run_workers' output. bound: seconds (mean over workers of each
-    worker's sum), ops [(op, mean seconds per call)], per_worker seconds. rows: per rule."""
-    per_worker = {w: sum(op.count * t for op, t in ops) for w, ops in raw["gemm"].items()}
+    """(bound, rows) from run_workers' output.
+
+    Each worker's run of a rule carries its own GEMM bound, measured on its core alongside the
+    run (measure_rule). rows (per rule): s_per_epoch_per_worker, model_epochs_per_core_second,
+    gemm_bound_s (mean over workers), ratio_to_gemm_bound = the workers' epoch seconds summed /
+    their bounds summed, worker_ratio (each worker's own), ratio_to_hot_gemm (to the per-multiply
+    reference measured once at the start). bound: seconds (mean over rules and workers), step and
+    eval sequence seconds, hot_seconds and ops (the reference), per_worker (mean bound)."""
+    hot_per_worker = {w: sum(op.count * t for op, t in ops) for w, ops in raw["gemm"].items()}
     first = next(iter(raw["gemm"].values()))
     ops = [(op, statistics.fmean(raw["gemm"][w][j][1] for w in raw["gemm"])) for j, (op, _) in enumerate(first)]
-    bound = dict(seconds=statistics.fmean(per_worker.values()), ops=ops, per_worker=per_worker)
+    hot = statistics.fmean(hot_per_worker.values())
     by_rule: dict[str, list[dict]] = {}
     for r in raw["rules"]:
         by_rule.setdefault(r["rule"], []).append(r)
     rows = []
     for rule, rs in by_rule.items():
+        rs = sorted(rs, key=lambda r: r["worker"])
         total = sum(r["epoch_seconds"] for r in rs)          # core-seconds of len(rs) model-epochs
         s_epoch = total / len(rs)
         rows.append(dict(rule=rule, workers=len(rs), s_per_epoch_per_worker=s_epoch,
-                         model_epochs_per_core_second=len(rs) / total, ratio_to_gemm_bound=s_epoch / bound["seconds"],
+                         model_epochs_per_core_second=len(rs) / total,
+                         ratio_to_gemm_bound=total / sum(r["bound_seconds"] for r in rs),
+                         worker_ratio=[r["epoch_seconds"] / r["bound_seconds"] for r in rs],
+                         ratio_to_hot_gemm=s_epoch / hot,
                          train_s=statistics.fmean(r["train_seconds"] for r in rs),
                          step_s=statistics.fmean(r["step_seconds"] for r in rs),
                          eval_s=statistics.fmean(r["eval_seconds"] for r in rs),
                          steps_timed=rs[0]["steps_timed"], steps_per_epoch=rs[0]["steps_per_epoch"],
-                         worker_s=[r["epoch_seconds"] for r in sorted(rs, key=lambda r: r["worker"])],
-                         gemm_bound_s=bound["seconds"], diverged=any(r["diverged"] for r in rs)))
+                         worker_s=[r["epoch_seconds"] for r in rs],
+                         gemm_bound_s=statistics.fmean(r["bound_seconds"] for r in rs),
+                         gemm_hot_s=hot, diverged=any(r["diverged"] for r in rs)))
+    runs = raw["rules"]
+    per_worker: dict[int, list[float]] = {}
+    for r in runs:
+        per_worker.setdefault(r["worker"], []).append(r["bound_seconds"])
+    mean = (lambda key: statistics.fmean(r[key] for r in runs)) if runs else (lambda key: math.nan)
+    bound = dict(seconds=mean("bound_seconds"), train_seconds=mean("bound_train_seconds"),
+                 seq_seconds=mean("seq_seconds"),
+                 per_worker={w: statistics.fmean(v) for w, v in per_worker.items()},
+                 hot_seconds=hot, hot_per_worker=hot_per_worker, ops=ops)
     return bound, rows
 
 
 def bound_lines(bound: dict) -> list[str]:
-    """The GEMM bound and its components, as text lines."""
-    lines = [f"GEMM bound: {bound['seconds']:.3f} core-seconds per epoch (mean over workers: "
-             + ", ".join(f"w{w} {s:.3f}" for w, s in sorted(bound["per_worker"].items())) + ")"]
+    """The GEMM bound, then the per-multiply reference, as text lines."""
+    lines = [f"GEMM bound: {bound['seconds']:.3f} core-seconds per epoch, mean over rules (by worker: "
+             + ", ".join(f"w{w} {s:.3f}" for w, s in sorted(bound["per_worker"].items()))
+             + f"); of which training {bound['train_seconds']:.3f} s ({bound['seq_seconds'] * 1e3:.2f} ms per step's "
+               "multiplies, timed after every step on the model's own tensors) and evaluation "
+             + f"{bound['seconds'] - bound['train_seconds']:.3f} s"]
+    lines.append(f"reference: the same multiplies each timed alone, repeated on operands kept in cache (once, at the "
+                 f"start): {bound['hot_seconds']:.3f} core-seconds per epoch (by worker: "
+                 + ", ".join(f"w{w} {s:.3f}" for w, s in sorted(bound["hot_per_worker"].items()))
+                 + f"); the bound is {bound['seconds'] / bound['hot_seconds']:.2f}x that")
     lines.append(f"  {'multiply':36s} {'calls/ep':>8s} {'us/call':>9s} {'GFLOP/s':>8s} {'s/epoch':>8s} {'share':>6s}")
     groups: Counter = Counter()
     for op, t in bound["ops"]:
         s = op.count * t
         groups[f"{op.phase} {op.kind}"] += s
         lines.append(f"  {op.label():36s} {op.count:8d} {t * 1e6:9.1f} {op.flops / t / 1e9:8.1f} {s:8.3f} "
-                     f"{s / bound['seconds']:6.1%}")
+                     f"{s / bound['hot_seconds']:6.1%}")
     lines.append("  by part: " + ", ".join(f"{k} {v:.3f} s" for k, v in groups.items()))
     return lines
 
 
 def table_lines(rows: list[dict]) -> list[str]:
     """Per-rule table; the very last line is LAST_LINE for the rule of the largest ratio."""
-    head = (f"{'rule':10s} {'s/epoch/worker':>14s} {'epochs/core-s':>13s} {'ratio':>6s}   "
-            f"{'train s':>8s} {'step s':>7s} {'eval s':>7s}  per worker s")
+    head = (f"{'rule':10s} {'s/epoch/worker':>14s} {'epochs/core-s':>13s} {'bound s':>8s} {'ratio':>6s} {'hot':>5s}   "
+            f"{'train s':>8s} {'step s':>7s} {'eval s':>7s}  ratio per worker")
     lines = [head, "-" * len(head)]
     for r in rows:
         lines.append(f"{r['rule']:10s} {r['s_per_epoch_per_worker']:14.3f} {r['model_epochs_per_core_second']:13.4f} "
-                     f"{r['ratio_to_gemm_bound']:6.2f}   {r['train_s']:8.3f} {r['step_s']:7.3f} {r['eval_s']:7.3f}  "
-                     + " ".join(f"{s:.3f}" for s in r["worker_s"])
+                     f"{r['gemm_bound_s']:8.3f} {r['ratio_to_gemm_bound']:6.2f} {r['ratio_to_hot_gemm']:5.2f}   "
+                     f"{r['train_s']:8.3f} {r['step_s']:7.3f} {r['eval_s']:7.3f}  "
+                     + " ".join(f"{x:.2f}" for x in r["worker_ratio"])
                      + ("  (diverged)" if r["diverged"] else ""))
+    lines.append("bound s: the GEMM bound measured alongside the rule's run (mean over workers); ratio: the workers' "
+                 "epoch seconds / their bounds; hot: / the per-multiply reference")
+    spread = [r["rule"] for r in rows if len(r["worker_ratio"]) > 1
+              and max(r["worker_ratio"]) > (1 + SPREAD_WARNING) * min(r["worker_ratio"])]
+    if spread:
+        lines.append(f"warning: the workers' ratios differ by more than {SPREAD_WARNING:.0%} for {', '.join(spread)}: "
+                     "the machine was not quiet (load?); measure again")
     worst = max(rows, key=lambda r: r["ratio_to_gemm_bound"])
     low = [r["rule"] for r in rows if r["ratio_to_gemm_bound"] < 1]
     if low:
@@ -361,8 +503,8 @@ def table_lines(rows: list[dict]) -> list[str]:
 
 
 CSV_FIELDS = ["rule", "measured_utc", "machine", "load_average", "workers", "s_per_epoch_per_worker",
-              "model_epochs_per_core_second", "ratio_to_gemm_bound", "train_s", "step_s", "eval_s",
-              "steps_timed", "steps_per_epoch", "gemm_bound_s", "diverged"]
+              "model_epochs_per_core_second", "ratio_to_gemm_bound", "ratio_to_hot_gemm", "train_s", "step_s", "eval_s",
+              "steps_timed", "steps_per_epoch", "gemm_bound_s", "gemm_hot_s", "diverged"]
 
 
 def write_csv(path, rows: list[dict]) -> None:

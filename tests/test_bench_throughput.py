@@ -47,9 +47,9 @@ def test_gemm_ops_of_the_report_epoch():
     assert bench.batch_counts(15, 4) == {4: 3, 3: 1}
 
 
-def test_gemm_bound_on_small_shapes():
+def test_hot_multiplies_on_small_shapes():
     ops = bench.gemm_ops([(16, 8), (8, 4)], 50, (20,), batch=8, eval_batch=16)
-    b = bench.gemm_bound(ops, reps=2, block_seconds=0.001)
+    b = bench.hot_multiplies(ops, reps=2, block_seconds=0.001)
     assert [op for op, _ in b["ops"]] == ops
     assert all(t > 0 for _, t in b["ops"])
     assert b["seconds"] == pytest.approx(sum(op.count * t for op, t in b["ops"]))
@@ -59,29 +59,71 @@ def test_gemm_bound_on_small_shapes():
         assert m.is_contiguous() == (op.kind != "fwd") and a.is_contiguous() == (op.kind != "grad_W")
 
 
+def test_step_gemms_are_the_steps_multiplies_on_the_models_tensors():
+    torch = bench.torch
+    net = build_model("small_mlp", 0)
+    layers = bench.linear_shapes(net)
+    mods = [m for m in net.modules() if isinstance(m, bench.nn.Linear)]
+    for m in mods:
+        m.weight.grad = torch.zeros_like(m.weight)
+    before = [m.weight.detach().clone() for m in mods]
+    seq = bench.StepGemms(layers, 8, weights=mods)
+    seq()
+    assert seq.w[0] is mods[0].weight and seq.wg[-1] is mods[-1].weight.grad      # the model's own tensors
+    assert all(torch.equal(m.weight, w) for m, w in zip(mods, before))            # weights untouched
+    h = seq.x                                           # the forward chain and the last weight gradient
+    for j, m in enumerate(mods):
+        h = h @ m.weight.detach().t()
+        assert torch.allclose(seq.z[j], h, rtol=1e-5, atol=1e-5)
+    assert torch.allclose(mods[-1].weight.grad, seq.gz.t() @ seq.z[-2], rtol=1e-5, atol=1e-5)
+    assert all(m.weight.grad.abs().sum() > 0 for m in mods)                      # every grad_W written
+    ev = bench.StepGemms(layers, 5, train=False)                                  # evaluation: forward only
+    ev()
+    assert ev.wg == [] and ev.z[-1].shape == (5, layers[-1][1])
+
+
+def test_interleaved_bound_leaves_the_training_numbers_unchanged(fixture_dir):
+    needs_torch_compile()
+    data = data_mod.load_fashion_mnist(fixture_dir, val_size=200)
+    layers = bench.linear_shapes(build_model("mlp", 0))
+    cb = bench.InterleavedBound(layers)
+    kw = dict(data=data, epochs=1, batch_size=64, seed=3, max_steps=5, threads=1)
+    with_cb = bench.train("mlp", "adam", {"lr": 1e-3}, callback=cb, **kw)
+    plain = bench.train("mlp", "adam", {"lr": 1e-3}, **kw)
+    assert cb.calls == 5 and cb.seconds > 0
+    assert with_cb["step_losses"] == plain["step_losses"]
+    assert with_cb["epochs"][0]["test_acc"] == plain["epochs"][0]["test_acc"]
+
+
 def test_table_format_and_summary():
     op = bench.GemmOp("train", "fwd", 1, 4, 3, 2, 10)
-    raw = {"gemm": {0: [(op, 0.01)], 1: [(op, 0.03)]},          # bound: mean(0.1, 0.3) = 0.2 s
+    raw = {"gemm": {0: [(op, 0.01)], 1: [(op, 0.03)]},          # hot reference: mean(0.1, 0.3) = 0.2 s
            "rules": [dict(rule=r, worker=w, epoch_seconds=s, train_seconds=s - 0.1, step_seconds=0.05,
-                          eval_seconds=0.1, steps_timed=2, steps_per_epoch=13, diverged=False)
-                     for r, s0 in (("sgd", 0.4), ("adam", 1.0)) for w, s in ((0, s0), (1, s0 + 0.2))]}
+                          eval_seconds=0.1, steps_timed=2, steps_per_epoch=13, diverged=False,
+                          bound_seconds=b, bound_train_seconds=b - 0.05, seq_seconds=0.01)
+                     for r, s0 in (("sgd", 0.4), ("adam", 1.0))
+                     for w, s, b in ((0, s0, 0.25), (1, s0 + 0.2, 0.35))]}
     bound, rows = bench.summarize(raw)
-    assert bound["seconds"] == pytest.approx(0.2)
+    assert bound["seconds"] == pytest.approx(0.3) and bound["hot_seconds"] == pytest.approx(0.2)
     sgd, adam = rows
     assert sgd["s_per_epoch_per_worker"] == pytest.approx(0.5)
     assert sgd["model_epochs_per_core_second"] == pytest.approx(2 / 1.0)
-    assert adam["ratio_to_gemm_bound"] == pytest.approx(1.1 / 0.2)
+    assert adam["ratio_to_gemm_bound"] == pytest.approx((1.0 + 1.2) / (0.25 + 0.35))   # each worker's own bound
+    assert adam["worker_ratio"] == pytest.approx([1.0 / 0.25, 1.2 / 0.35])
+    assert adam["ratio_to_hot_gemm"] == pytest.approx(1.1 / 0.2)
     lines = bench.table_lines(rows)
     m = LAST_LINE.match(lines[-1])
-    assert m and m.group(1) == "adam" and lines[-1].endswith("5.50 (adam)")
+    assert m and m.group(1) == "adam" and lines[-1].endswith("3.67 (adam)")
     assert any(line.startswith("sgd") for line in lines)
-    assert bench.bound_lines(bound)[0].startswith("GEMM bound: 0.200 core-seconds per epoch")
+    assert any(line.startswith("warning: the workers' ratios differ") for line in lines)   # 4.00 vs 3.43
+    assert bench.bound_lines(bound)[0].startswith("GEMM bound: 0.300 core-seconds per epoch")
 
 
 def test_write_csv(tmp_path):
     rows = [dict(rule="sgd", workers=1, s_per_epoch_per_worker=1.0, model_epochs_per_core_second=1.0,
                  ratio_to_gemm_bound=2.0, train_s=0.9, step_s=0.1, eval_s=0.1, steps_timed=2,
-                 steps_per_epoch=13, gemm_bound_s=0.5, diverged=False, worker_s=[1.0])]
+                 steps_per_epoch=13, gemm_bound_s=0.5, gemm_hot_s=0.4, ratio_to_hot_gemm=2.5, diverged=False,
+                 worker_s=[1.0])]
     bench.write_csv(tmp_path / "sub" / "t.csv", rows)
     got = list(csv.DictReader(open(tmp_path / "sub" / "t.csv")))
     assert got[0]["rule"] == "sgd" and float(got[0]["ratio_to_gemm_bound"]) == 2.0
@@ -104,6 +146,10 @@ def test_measure_rule_with_the_real_trainer(fixture_dir):
     assert r["steps_timed"] == 2 and r["steps_per_epoch"] == 13          # 800 training images / 64
     assert r["epoch_seconds"] == pytest.approx(r["train_seconds"] + r["eval_seconds"])
     assert 0 < r["step_seconds"] < r["train_seconds"] and r["eval_seconds"] > 0
+    # the bound measured alongside: 800 / 64 steps' multiplies plus the evaluation's (200 + 300 images)
+    assert r["bound_train_seconds"] == pytest.approx(r["seq_seconds"] * 800 / 64)
+    assert set(r["eval_seq_seconds"]) == {200, 300}
+    assert r["bound_seconds"] == pytest.approx(r["bound_train_seconds"] + sum(r["eval_seq_seconds"].values()))
 
 
 @pytest.mark.slow

@@ -297,6 +297,14 @@ def test_cost_table_from_manifests_counts_a_shared_run_once(tmp_path, monkeypatc
     assert t.loc["02_lr_sweep", "process_hours"] == pytest.approx(2 * (2.5 + 4.0) / 3600)
     md = report.cost_markdown(tmp_path)
     assert "| total | 4 | 6 |" in md and "Throughput" not in md and "paused" not in md
+    (tmp_path / "bench_throughput.csv").write_text(     # the benchmark's table, as make bench writes it
+        "rule,measured_utc,machine,workers,s_per_epoch_per_worker,model_epochs_per_core_second,ratio_to_gemm_bound,"
+        "ratio_to_hot_gemm,gemm_bound_s,gemm_hot_s\n"
+        "sgd,2026-12-02 16:00 UTC,AMD EPYC (AVX2),2,10.0,0.1,1.25,1.5,8.0,6.6\n"
+        "adam,2026-12-02 16:00 UTC,AMD EPYC (AVX2),2,11.0,0.091,1.38,1.65,8.0,6.6\n")
+    md = report.cost_markdown(tmp_path)
+    assert "on 2026-12-02 16:00 UTC, AMD EPYC (AVX2), 2 workers" in md and "(mean 8.00 core-seconds" in md
+    assert "(6.60 core-seconds per epoch)" in md and "| adam | 11.00 | 0.091 | 1.38 | 1.65 |" in md
 
 
 def test_cost_table_counts_an_epoch_of_a_paused_sweep_at_its_runs_median(tmp_path):
