@@ -141,6 +141,9 @@ class RuleOptimizer(Optimizer):
     formula = None
     #: bump when a change alters the numbers the rule produces (tests/test_golden.py)
     version = None
+    #: whether the formula couples the parameters of a group (a sum over all of them, as
+    #: Gravity's S): then models trained in one optimizer need a group each
+    couples_group = False
 
     def __init__(self, params, defaults, foreach=None, compiled=False):
         _check(not compiled or type(self).formula is not None,
@@ -822,6 +825,7 @@ class Gravity(RuleOptimizer):
 
     version = 1   # bump when a change alters Gravity's numbers (see the module docstring)
     formula = staticmethod(gravity_update)
+    couples_group = True      # S sums over the group
 
     def __init__(self, params, lr=0.01, accumulate=True, weight_decay=0, *, foreach=None,
                  compiled=False):
