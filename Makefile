@@ -66,6 +66,7 @@ bench: setup data
 	$(PY) benchmarks/bench_optimizers.py
 	$(PY) benchmarks/bench_trainer.py
 	$(PY) benchmarks/bench_fastpath.py
+	$(PY) benchmarks/bench_stacking.py
 
 clean-quick:
 	rm -rf build/quick
