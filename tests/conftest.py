@@ -152,6 +152,16 @@ def quick_report(tmp_path_factory, committed_hashes):
 
 
 @pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for the module's tests, as the report's workers train (``pytestmark =
+    pytest.mark.usefixtures("one_thread")``); the previous count afterwards."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+@pytest.fixture(scope="module")
 def results(quick_report):
     """The quick report's results folder."""
     return Path(quick_report) / "results"

@@ -14,14 +14,9 @@ from conftest import needs_torch_compile
 SEEDS = (0, 1, 2)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """The report's workers run one torch thread each; with more, a single model's ``mm`` is split
-    across threads differently from ``bmm``'s one slice per thread, and the bits may differ."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+# The report's workers run one torch thread each; with more, a single model's ``mm`` is split
+# across threads differently from ``bmm``'s one slice per thread, and the bits may differ.
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
