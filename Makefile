@@ -62,6 +62,7 @@ test: setup system data
 
 bench: setup data
 	$(PY) benchmarks/bench_throughput.py --csv results/bench_throughput.csv
+	$(PY) benchmarks/bench_throughput.py --stack 1 --csv results/bench_throughput_alone.csv
 	$(PY) -m optreport.report --only 04 --measure
 	$(PY) benchmarks/bench_optimizers.py
 	$(PY) benchmarks/bench_trainer.py

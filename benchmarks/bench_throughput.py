@@ -1,15 +1,20 @@
 """Model-epochs per core-second of every update rule as the report runs them, against the GEMM bound.
 
     python benchmarks/bench_throughput.py                 # one full epoch per rule and worker
-    python benchmarks/bench_throughput.py --quick         # 60 timed steps + one evaluation per rule
+    python benchmarks/bench_throughput.py --quick         # ~60 timed model-steps + the evaluations per rule
     python benchmarks/bench_throughput.py --rules sgd,adam --workers 2 --csv results/bench_throughput.csv
+    python benchmarks/bench_throughput.py --stack 1       # one model at a time, as before stacking
 
 What is measured is what the report's sweep does: one worker process per core (multiprocessing
-'spawn'), one torch thread each, each worker training with the real trainer
-(``optreport.engine.train.train``: the rule's compiled step, denormals flushed, the MLP at batch
-64, its hand-written backward of ``engine.fastpath``; ``--autograd`` trains with autograd
-instead) and evaluating validation (5,000) and test (10,000) images after the epoch, as the trainer
-does after every epoch. All workers train the same rule at the same time (a barrier lines them
+'spawn'), one torch thread each, each worker training with the real trainer and evaluating
+validation (5,000) and test (10,000) images after the epoch, as the trainer does after every
+epoch. The sweep trains up to ``runs.sweep.STACK`` (4) runs that differ only in their seed
+together, stacked (``optreport.engine.train.train_stacked``: the numbers of each run alone, bit for
+bit); so does each worker here (``--stack``, default 4; ``--stack 1``: ``train``, one model at a
+time). Either way: the rule's compiled step, denormals flushed, the MLP at batch 64, its
+hand-written backward of ``engine.fastpath`` (``--autograd``: autograd instead, one model at a
+time). With a stack every time is per model: the stack's time divided by its models, the GEMM
+bound of one model, an epoch per model. All workers train the same rule at the same time (a barrier lines them
 up), so each competes with the others for memory bandwidth and caches as in the sweep. Before
 its timed run each worker trains a few warm-up steps of the rule (not timed: the compiled step
 compiles on its first call, and the autograd/allocator caches fill), evaluated on a few images
@@ -20,7 +25,8 @@ only.
     model-epochs per core-second = workers / sum over workers of seconds per epoch
                                    (a worker is one thread on one core)
 
-With ``--quick`` only ``--steps`` (default 60) steps are timed and scaled to the epoch's 860;
+With ``--quick`` only ``--steps`` (default 60; stacked, 60 / stack but at least 20) steps are timed
+and scaled to the epoch's 860;
 the evaluation is always the full one (its time is not scaled). Without ``--quick`` the whole
 epoch is timed. Per-run set-up (building the model and optimizer, compiling the step, loading
 the data) is excluded: it is paid once per run or process, not per epoch.
@@ -78,13 +84,15 @@ from optimizers import OPTIMIZERS
 from optreport.analysis.costs import cpu_name
 from optreport.engine.data import load_fashion_mnist
 from optreport.engine.models import build_model
-from optreport.engine.train import EVAL_BATCH, train
+from optreport.engine.train import EVAL_BATCH, train, train_stacked
+from optreport.runs.sweep import STACK
 
 BATCH = 64                  # the report's batch size
 WARMUP_STEPS = 20           # untimed steps per rule and worker before its timed run
 QUICK_WARMUP = 10           # the same with --quick
 WARMUP_EVAL = 256           # images of the warm-up's evaluation (its time is thrown away)
-QUICK_STEPS = 60            # steps timed per rule with --quick
+QUICK_STEPS = 60            # steps timed per rule with --quick (one model at a time)
+QUICK_STACKED_STEPS = 20    # the least stacked steps timed per rule with --quick (each trains --stack models)
 BARRIER_TIMEOUT = 1800.0    # s a worker waits for the others before giving up
 LAST_LINE = "max ratio to the GEMM bound: {ratio:.2f} ({rule})"
 SPREAD_WARNING = 0.10       # relative spread of the workers' ratios that the table warns about
@@ -259,22 +267,28 @@ def hot_multiplies(ops, reps: int = 7, block_seconds: float = 0.02) -> dict:
 
 class InterleavedBound:
     """The trainer's ``callback``: after every training step, the step's multiplies (StepGemms
-    on the model's own weights and gradients, batch ``batch``) once, timed. The trainer's time
-    and the bound's are then measured on the same core, alternately, within milliseconds of each
-    other: a change of the machine's speed (other tenants of the host) moves both alike."""
+    on the model's own weights and gradients, batch ``batch``) once, timed; for a stack of models
+    (engine.train.train_stacked) each model's, one model after another, as training them one at a
+    time would do them. The trainer's time and the bound's are then measured on the same core,
+    alternately, within milliseconds of each other: a change of the machine's speed (other tenants
+    of the host) moves both alike. ``seconds``: their total; ``calls``: steps; ``models``: models
+    per step."""
 
     def __init__(self, layers, batch: int = BATCH, seed: int = 0):
         self.layers, self.batch, self.seed = layers, batch, seed
-        self.fn, self.model, self.seconds, self.calls = None, None, 0.0, 0
+        self.fns, self.model, self.seconds, self.calls, self.models = None, None, 0.0, 0, 0
 
     def __call__(self, step, model, optimizer, loss) -> None:
-        if self.fn is None:
-            self.model = model
-            mods = [m for m in model.modules() if isinstance(m, nn.Linear)]
-            self.fn = StepGemms(self.layers, self.batch, seed=self.seed, weights=mods)
-            self.fn()                               # first call: allocation, not timed
+        if self.fns is None or (isinstance(model, list) and len(model) != self.models):
+            nets = model if isinstance(model, list) else [model]
+            self.model, self.models = nets[0], len(nets)
+            self.fns = [StepGemms(self.layers, self.batch, seed=self.seed,
+                                  weights=[m for m in net.modules() if isinstance(m, nn.Linear)]) for net in nets]
+            for fn in self.fns:                     # first call: allocation, not timed
+                fn()
         t = time.perf_counter()
-        self.fn()
+        for fn in self.fns:
+            fn()
         self.seconds += time.perf_counter() - t
         self.calls += 1
 
@@ -288,18 +302,30 @@ def _small_eval(data, n: int = WARMUP_EVAL):
                                test_x=data.test_x[:n], test_y=data.test_y[:n])
 
 
+def _seeds(seed: int, stack: int) -> list[int]:
+    """The seeds of a worker's stack of ``stack`` models (distinct across workers)."""
+    return [seed * 1000 + i for i in range(stack)]
+
+
+def _train(rule, hparams, data, seed, stack, **kw) -> list[dict]:
+    """The records of one run of the trainer (``stack`` 1) or of ``stack`` models trained stacked."""
+    kw = dict(epochs=1, batch_size=BATCH, threads=1, compile_step=True, flush_denormal=True, **kw)
+    if stack == 1:
+        return [train("mlp", rule, hparams or {}, data=data, seed=seed, **kw)]
+    return train_stacked("mlp", rule, hparams or {}, data=data, seeds=_seeds(seed, stack), **kw)
+
+
 def warm_up(rule: str, data, steps: int = WARMUP_STEPS, hparams: dict | None = None, seed: int = 0,
-            fast_path: bool = True) -> float:
+            fast_path: bool = True, stack: int = 1) -> float:
     """Untimed: ``steps`` steps of ``rule`` with the trainer (compiles the rule's step in this
-    process); returns the seconds it took."""
+    process, for ``stack`` models); returns the seconds it took."""
     t = time.perf_counter()
-    train("mlp", rule, hparams or {}, data=_small_eval(data), epochs=1, batch_size=BATCH, seed=seed,
-          max_steps=steps, threads=1, compile_step=True, flush_denormal=True, fast_path=fast_path)
+    _train(rule, hparams, _small_eval(data), seed, stack, max_steps=steps, fast_path=fast_path)
     return time.perf_counter() - t
 
 
 def measure_rule(rule: str, data, steps: int | None = None, hparams: dict | None = None, seed: int = 0,
-                 fast_path: bool = True, gemm_reps: int = 7, gemm_block: float = 0.02) -> dict:
+                 fast_path: bool = True, gemm_reps: int = 7, gemm_block: float = 0.02, stack: int = 1) -> dict:
     """One timed run of the real trainer, ``steps`` steps (None: the whole epoch) and the
     evaluation it does after the epoch, one thread, with the GEMM bound measured alongside: after
     every step the step's multiplies on the model's tensors (InterleavedBound; their time is taken
@@ -307,30 +333,38 @@ def measure_rule(rule: str, data, steps: int | None = None, hparams: dict | None
     on the trained model's weights). Returns the record's timings, the seconds of one epoch (the
     steps' time scaled to the epoch's steps, plus the evaluation) and ``bound_seconds``, the GEMM
     bound of one epoch: full batches x seconds per step sequence (the smaller last batch counted
-    in proportion to its size) plus evaluation batches x seconds per evaluation sequence."""
+    in proportion to its size) plus evaluation batches x seconds per evaluation sequence.
+
+    ``stack`` > 1: ``stack`` models trained stacked (engine.train.train_stacked, as the sweep trains
+    runs that differ only in their seed); every time is then per model: the stack's training time
+    over ``stack``, each model's multiplies in the bound, the models' mean evaluation."""
     layers = linear_shapes(build_model("mlp", 0))
     inter = InterleavedBound(layers, BATCH, seed=seed)
-    rec = train("mlp", rule, hparams or {}, data=data, epochs=1, batch_size=BATCH, seed=seed, max_steps=steps,
-                threads=1, compile_step=True, flush_denormal=True, fast_path=fast_path, callback=inter)
+    recs = _train(rule, hparams, data, seed, stack, max_steps=steps, fast_path=fast_path, callback=inter)
+    rec = recs[0]
     e = rec["epochs"][0]
     if not rec["config"].get("compiled_step", False):
         raise RuntimeError(f"{rule}: the trainer did not use a compiled step")
+    if stack > 1 and (rec.get("stacked") != stack or inter.models != stack):
+        raise RuntimeError(f"{rule}: the trainer did not stack the {stack} models")
     n = len(data.train_y)
     spe = math.ceil(n / BATCH)
     scale = spe / e["steps"]
-    train_s = e["train_seconds"] - inter.seconds          # the trainer's own time (callback excluded)
-    seq_s = inter.seconds / max(inter.calls, 1)
+    # the trainer's own time per model (a stacked record's train_seconds is its share of the stack's)
+    train_s = (e["train_seconds"] * stack - inter.seconds) / stack
+    seq_s = inter.seconds / max(inter.calls * stack, 1)   # one model's step multiplies
     evals = batch_counts(len(data.val_y), EVAL_BATCH) + batch_counts(len(data.test_y), EVAL_BATCH)
     with torch.no_grad():
         mods = [m for m in inter.model.modules() if isinstance(m, nn.Linear)]
         eval_seq = {b: _seconds_per_call(StepGemms(layers, b, train=False, seed=seed, weights=mods),
                                          gemm_reps, gemm_block) for b in evals}
     bound = seq_s * n / BATCH + sum(c * eval_seq[b] for b, c in evals.items())
-    return dict(rule=rule, steps_timed=e["steps"], steps_per_epoch=spe,
+    eval_s = statistics.fmean(r["epochs"][0]["eval_seconds"] for r in recs)
+    return dict(rule=rule, stack=stack, steps_timed=e["steps"], steps_per_epoch=spe,
                 train_seconds=train_s * scale, step_seconds=e["step_seconds"] * scale,
-                eval_seconds=e["eval_seconds"], epoch_seconds=train_s * scale + e["eval_seconds"],
+                eval_seconds=eval_s, epoch_seconds=train_s * scale + eval_s,
                 bound_seconds=bound, bound_train_seconds=seq_s * n / BATCH, seq_seconds=seq_s,
-                eval_seq_seconds={int(b): t for b, t in eval_seq.items()}, diverged=rec["diverged"])
+                eval_seq_seconds={int(b): t for b, t in eval_seq.items()}, diverged=any(r["diverged"] for r in recs))
 
 
 # ----------------------------------------------------------------------------- workers
@@ -353,10 +387,11 @@ def worker_main(wid: int, opts: dict, barrier, out) -> None:
         hot = hot_multiplies(ops, opts["gemm_reps"], opts["gemm_block"])
         out.put(("gemm", wid, [(dataclasses.asdict(op), t) for op, t in hot["ops"]]))
         for rule in opts["rules"]:
-            warm = warm_up(rule, data, opts["warmup"], seed=wid, fast_path=opts.get("fast_path", True))
+            stack = opts.get("stack", 1)
+            warm = warm_up(rule, data, opts["warmup"], seed=wid, fast_path=opts.get("fast_path", True), stack=stack)
             barrier.wait(BARRIER_TIMEOUT)
             res = measure_rule(rule, data, opts["steps"], seed=wid, fast_path=opts.get("fast_path", True),
-                               gemm_reps=opts["gemm_reps"], gemm_block=opts["gemm_block"])
+                               gemm_reps=opts["gemm_reps"], gemm_block=opts["gemm_block"], stack=stack)
             res.update(worker=wid, warmup_seconds=warm)
             out.put(("rule", wid, res))
         out.put(("done", wid, None))
@@ -430,7 +465,7 @@ def summarize(raw: dict) -> tuple[dict, list[dict]]:
         rs = sorted(rs, key=lambda r: r["worker"])
         total = sum(r["epoch_seconds"] for r in rs)          # core-seconds of len(rs) model-epochs
         s_epoch = total / len(rs)
-        rows.append(dict(rule=rule, workers=len(rs), s_per_epoch_per_worker=s_epoch,
+        rows.append(dict(rule=rule, workers=len(rs), stack=rs[0].get("stack", 1), s_per_epoch_per_worker=s_epoch,
                          model_epochs_per_core_second=len(rs) / total,
                          ratio_to_gemm_bound=total / sum(r["bound_seconds"] for r in rs),
                          worker_ratio=[r["epoch_seconds"] / r["bound_seconds"] for r in rs],
@@ -489,6 +524,10 @@ def table_lines(rows: list[dict]) -> list[str]:
                      + ("  (diverged)" if r["diverged"] else ""))
     lines.append("bound s: the GEMM bound measured alongside the rule's run (mean over workers); ratio: the workers' "
                  "epoch seconds / their bounds; hot: / the per-multiply reference")
+    stacks = sorted({r.get("stack", 1) for r in rows})
+    if stacks != [1]:
+        lines.append(f"per model: {'/'.join(map(str, stacks))} models trained stacked per worker (times, bounds and "
+                     "epochs/core-s per model-epoch)")
     spread = [r["rule"] for r in rows if len(r["worker_ratio"]) > 1
               and max(r["worker_ratio"]) > (1 + SPREAD_WARNING) * min(r["worker_ratio"])]
     if spread:
@@ -502,7 +541,7 @@ def table_lines(rows: list[dict]) -> list[str]:
     return lines
 
 
-CSV_FIELDS = ["rule", "measured_utc", "machine", "load_average", "workers", "s_per_epoch_per_worker",
+CSV_FIELDS = ["rule", "measured_utc", "machine", "load_average", "workers", "stack", "s_per_epoch_per_worker",
               "model_epochs_per_core_second", "ratio_to_gemm_bound", "ratio_to_hot_gemm", "train_s", "step_s", "eval_s",
               "steps_timed", "steps_per_epoch", "gemm_bound_s", "gemm_hot_s", "diverged"]
 
@@ -536,6 +575,9 @@ def parse_args(argv=None):
                     help="train with autograd instead of the trainer's hand-written MLP backward "
                          "(engine.fastpath; same numbers), to measure what the fast path saves")
     ap.add_argument("--val-size", type=int, default=None, help="validation images (default: the trainer's 5000)")
+    ap.add_argument("--stack", type=int, default=STACK,
+                    help=f"models per worker trained stacked, as the sweep trains the seeds of one configuration "
+                         f"(default {STACK}, the sweep's most; 1: one model at a time); times are per model")
     a = ap.parse_args(argv)
     a.rules = [r.strip() for r in a.rules.split(",") if r.strip()]
     bad = [r for r in a.rules if r not in OPTIMIZERS]
@@ -543,10 +585,14 @@ def parse_args(argv=None):
         ap.error(f"unknown rule(s) {bad} (choose from {', '.join(OPTIMIZERS)})")
     if a.workers < 1:
         ap.error("--workers must be at least 1")
-    if a.steps is None and a.quick:
-        a.steps = QUICK_STEPS
+    if a.steps is None and a.quick:       # about QUICK_STEPS model-steps, at least QUICK_STACKED_STEPS steps
+        a.steps = QUICK_STEPS if a.stack == 1 else max(QUICK_STACKED_STEPS, -(-QUICK_STEPS // a.stack))
     if a.warmup is None:
         a.warmup = QUICK_WARMUP if a.quick else WARMUP_STEPS
+    if a.stack < 1:
+        ap.error("--stack must be at least 1")
+    if a.stack > 1 and a.autograd:
+        ap.error("--stack needs the fast path (the stacked step is engine.stacked's): drop --autograd or use --stack 1")
     if a.warmup < 1:
         ap.error("--warmup must be at least 1 (the compiled step compiles on its first call)")
     if a.steps is not None and a.steps < 1:
@@ -557,7 +603,8 @@ def parse_args(argv=None):
 def main(argv=None) -> int:
     a = parse_args(argv)
     opts = dict(rules=a.rules, steps=a.steps, warmup=a.warmup, data_dir=a.data, val_size=a.val_size,
-                fast_path=not a.autograd, gemm_reps=5 if a.quick else 9, gemm_block=0.005 if a.quick else 0.02)
+                fast_path=not a.autograd, gemm_reps=3 if a.quick else 9, gemm_block=0.005 if a.quick else 0.02,
+                stack=a.stack)
     cores = os.cpu_count() or 1
     print(f"bench_throughput: torch {torch.__version__}, {cores} CPUs, load average "
           f"{os.getloadavg()[0]:.2f} before start (other processes share this machine: ratios inflate with load)",
@@ -592,8 +639,9 @@ def main(argv=None) -> int:
           f"timed with optreport.engine.train.train (batch {BATCH}, compiled step, flush_denormal) scaled to an epoch "
           f"of {spe} steps, plus the trainer's evaluation of {info['n_val']} validation + {info['n_test']} test images "
           f"(EVAL_BATCH {EVAL_BATCH}); data {info['source']} ({info['n_train']} training images)")
-    print("training: " + ("autograd (--autograd)" if a.autograd else "the trainer's fast path (engine.fastpath)"),
-          flush=True)
+    print("training: " + ("autograd (--autograd)" if a.autograd else "the trainer's fast path (engine.fastpath)")
+          + (f", {a.stack} models stacked per worker (engine.train.train_stacked; times and bounds per model)"
+             if a.stack > 1 else ", one model at a time"), flush=True)
     print(f"GEMM timing: torch.mm(out=) on preallocated operands, 1 thread per worker, all workers at once, median of "
           f"{opts['gemm_reps']} blocks of >= {opts['gemm_block'] * 1e3:.0f} ms per multiply")
     print(f"load average during the run: {statistics.fmean(load) if load else os.getloadavg()[0]:.2f} "

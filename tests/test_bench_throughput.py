@@ -95,6 +95,19 @@ def test_interleaved_bound_leaves_the_training_numbers_unchanged(fixture_dir):
     assert with_cb["epochs"][0]["test_acc"] == plain["epochs"][0]["test_acc"]
 
 
+def test_interleaved_bound_of_a_stack_times_each_models_multiplies(fixture_dir):
+    """Stacked (the sweep's way), the callback gets the stack's models: it runs each one's step
+    multiplies, and the training's numbers stay those of the stack without it."""
+    data = data_mod.load_fashion_mnist(fixture_dir, val_size=200)
+    layers = bench.linear_shapes(build_model("mlp", 0))
+    cb = bench.InterleavedBound(layers)
+    kw = dict(data=data, epochs=1, batch_size=64, seeds=[3, 4], max_steps=4, threads=1, compile_step=False)
+    with_cb = bench.train_stacked("mlp", "adam", {"lr": 1e-3}, callback=cb, **kw)
+    plain = bench.train_stacked("mlp", "adam", {"lr": 1e-3}, **kw)
+    assert cb.calls == 4 and cb.models == 2 and len(cb.fns) == 2 and cb.seconds > 0
+    assert [r["step_losses"] for r in with_cb] == [r["step_losses"] for r in plain]
+
+
 def test_table_format_and_summary():
     op = bench.GemmOp("train", "fwd", 1, 4, 3, 2, 10)
     raw = {"gemm": {0: [(op, 0.01)], 1: [(op, 0.03)]},          # hot reference: mean(0.1, 0.3) = 0.2 s
@@ -131,11 +144,15 @@ def test_write_csv(tmp_path):
 
 
 def test_arguments():
-    a = bench.parse_args(["--quick", "--rules", "sgd,adam", "--workers", "1"])
+    a = bench.parse_args(["--quick", "--rules", "sgd,adam", "--workers", "1", "--stack", "1"])
     assert a.rules == ["sgd", "adam"] and a.steps == bench.QUICK_STEPS and a.warmup == bench.QUICK_WARMUP
+    a = bench.parse_args(["--quick"])                         # the sweep's stack: about as many model-steps
+    assert a.stack == bench.STACK == 4 and a.steps == bench.QUICK_STACKED_STEPS == 20
+    assert bench.parse_args(["--quick", "--stack", "2"]).steps == 30
     assert bench.parse_args([]).steps is None                 # the whole epoch
-    with pytest.raises(SystemExit):
-        bench.parse_args(["--rules", "nosuchrule"])
+    for bad in (["--rules", "nosuchrule"], ["--stack", "0"], ["--stack", "2", "--autograd"]):
+        with pytest.raises(SystemExit):
+            bench.parse_args(bad)
 
 
 def test_measure_rule_with_the_real_trainer(fixture_dir):
@@ -150,6 +167,18 @@ def test_measure_rule_with_the_real_trainer(fixture_dir):
     assert r["bound_train_seconds"] == pytest.approx(r["seq_seconds"] * 800 / 64)
     assert set(r["eval_seq_seconds"]) == {200, 300}
     assert r["bound_seconds"] == pytest.approx(r["bound_train_seconds"] + sum(r["eval_seq_seconds"].values()))
+    assert r["stack"] == 1
+
+
+def test_measure_rule_stacked_is_per_model(fixture_dir):
+    needs_torch_compile()
+    data = data_mod.load_fashion_mnist(fixture_dir, val_size=200)
+    bench.warm_up("sgd", data, steps=1, stack=2)
+    r = bench.measure_rule("sgd", data, steps=2, stack=2)
+    assert r["stack"] == 2 and r["steps_timed"] == 2 and r["steps_per_epoch"] == 13
+    assert r["epoch_seconds"] == pytest.approx(r["train_seconds"] + r["eval_seconds"])
+    assert 0 < r["step_seconds"] < r["train_seconds"] and r["eval_seconds"] > 0
+    assert r["bound_train_seconds"] == pytest.approx(r["seq_seconds"] * 800 / 64)     # one model's multiplies
 
 
 @pytest.mark.slow

@@ -273,3 +273,15 @@ def test_step_modes_reading_says_what_the_table_says():
     t["compiled_vs_eager"] = 2.0
     t["compiled_vs_floor"] = t["compiled_us"] / t["floor_us"]
     assert readings.step_modes_reading(t).endswith("Compiling makes no step faster here.")
+
+
+def test_timing_analyses_warn_when_stacked_and_alone_runs_mix():
+    """A stacked run's seconds are its share of the stack's: mixing modes would credit the rule."""
+    rows = [dict(key=k, rule="sgd", lr=0.1, seed=i, epoch=1, train_seconds=s, step_seconds=0.1, test_acc=0.5,
+                 stacked=n) for i, (k, s, n) in enumerate([("a", 10.0, 1), ("b", 8.0, 4), ("c", 8.0, 4)])]
+    df = pd.DataFrame(rows)
+    with pytest.warns(RuntimeWarning, match="1: 1 runs, 4: 2 runs"):
+        assert not costs.one_timing_mode(df)
+    with pytest.warns(RuntimeWarning, match="different modes"):
+        costs.epoch_costs(df)
+    assert costs.one_timing_mode(df[df.stacked == 4]) and costs.one_timing_mode(df.drop(columns="stacked"))

@@ -305,6 +305,19 @@ def test_cost_table_from_manifests_counts_a_shared_run_once(tmp_path, monkeypatc
     md = report.cost_markdown(tmp_path)
     assert "on 2026-12-02 16:00 UTC, AMD EPYC (AVX2), 2 workers" in md and "(mean 8.00 core-seconds" in md
     assert "(6.60 core-seconds per epoch)" in md and "| adam | 11.00 | 0.091 | 1.38 | 1.65 |" in md
+    assert "one model at a time per worker" in md and "were trained stacked" in md     # stored runs: alone
+    # the report's configuration (stacked) and the same benchmark one model at a time
+    (tmp_path / "bench_throughput.csv").write_text(
+        "rule,measured_utc,machine,workers,stack,s_per_epoch_per_worker,model_epochs_per_core_second,"
+        "ratio_to_gemm_bound,ratio_to_hot_gemm,gemm_bound_s,gemm_hot_s\n"
+        "sgd,2026-12-02 19:00 UTC,AMD EPYC (AVX2),2,4,8.0,0.125,1.10,1.3,7.0,6.6\n"
+        "adam,2026-12-02 19:00 UTC,AMD EPYC (AVX2),2,4,9.0,0.111,1.20,1.4,7.0,6.6\n")
+    (tmp_path / "bench_throughput_alone.csv").write_text(
+        "rule,measured_utc,workers,stack,ratio_to_gemm_bound\nsgd,2026-12-02 19:10 UTC,2,1,1.32\n")
+    md = report.cost_markdown(tmp_path)
+    assert "4 models of one configuration stacked per worker" in md and "2026-12-02 19:10 UTC" in md
+    assert "| sgd | 8.00 | 0.125 | 1.10 | 1.30 | 1.32 | 1.20 |" in md
+    assert "| adam | 9.00 | 0.111 | 1.20 | 1.40 | – | – |" in md
 
 
 def test_cost_table_counts_an_epoch_of_a_paused_sweep_at_its_runs_median(tmp_path):

@@ -32,6 +32,7 @@ import os
 import platform
 import statistics
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -49,7 +50,7 @@ __all__ = ["state_bytes", "state_bytes_per_param", "make_optimizer", "step_time_
            "step_time_table", "step_modes_table", "step_bytes_per_param", "StreamUpdate", "STEP_ARRAYS",
            "machine_info", "best_lr", "clean_epochs", "epoch_costs", "final_accuracy",
            "time_to_target", "accuracy_vs_time", "accuracy_at_time", "run_times", "gain_family", "gain_vs_cost",
-           "range_ci", "PAUSE_FACTOR", "PAUSE_EXCESS_S", "pause_corrected"]
+           "range_ci", "PAUSE_FACTOR", "PAUSE_EXCESS_S", "pause_corrected", "one_timing_mode"]
 
 DEFAULT_LR = 0.01   # used when ``hparams`` gives no lr (the report's middle grid value)
 
@@ -342,6 +343,7 @@ def epoch_costs(df: pd.DataFrame, by=("rule", "lr")) -> pd.DataFrame:
     rule costs; ``run_spread`` (slowest run's mean / fastest run's mean) shows how disturbed the
     means are (near 1: not at all).
     """
+    one_timing_mode(df)
     per_run = df.groupby("key").agg(**{c: (c, "first") for c in by},
                                     train_s=("train_seconds", "mean"),
                                     step_s=("step_seconds", "mean"),
@@ -359,7 +361,21 @@ def epoch_costs(df: pd.DataFrame, by=("rule", "lr")) -> pd.DataFrame:
                                        "step_s", "step_share", "fastest_s", "fastest_step_s", "run_spread"])
 
 
+def one_timing_mode(df: pd.DataFrame) -> bool:
+    """Whether the runs of ``df`` were all trained the same way: all alone, or all in stacks of one
+    size (load_results' ``stacked``). A stacked run's seconds are its share of its stack's, less than
+    the same run alone: comparing the two would credit the rule with the trainer's gain. Warns
+    (RuntimeWarning) and returns False when they are mixed."""
+    if "stacked" not in df.columns or df["stacked"].nunique() <= 1:
+        return True
+    sizes = ", ".join(f"{k}: {v} runs" for k, v in df.groupby("stacked")["key"].nunique().items())
+    warnings.warn(f"these runs were trained in different modes (models per stack {sizes}): their seconds are not "
+                  "comparable across modes", RuntimeWarning, stacklevel=3)
+    return False
+
+
 def _cumulative(df: pd.DataFrame) -> pd.DataFrame:
+    one_timing_mode(df)
     d = df.sort_values(["key", "epoch"]).copy()
     d["cum_seconds"] = d.groupby("key")["train_seconds"].cumsum()
     return d
@@ -504,6 +520,7 @@ def pause_corrected(df: pd.DataFrame, col: str = "train_seconds") -> tuple[pd.Se
 def run_times(df: pd.DataFrame, by=("rule", "lr")) -> pd.DataFrame:
     """One row per run: group keys, seed, final test accuracy, total training seconds,
     seconds per (full) epoch and the optimizer-step share of training time."""
+    one_timing_mode(df)
     d = df.sort_values("epoch")
     clean = clean_epochs(d)
     agg = d.groupby("key").agg(**{c: (c, "first") for c in [*by, "seed"]},

@@ -23,8 +23,9 @@ What it saves is per-step work that does not grow with the batch: Python and dis
 calls and one optimizer call per step, shared by K models (benchmarks/bench_stacking.py measures
 it). The matrix multiplies and the update's memory traffic stay K times those of one model.
 
-Not yet used by the trainer or the sweep (they train one run per process at a time); this is the
-step they would share.
+The trainer stacks with it (engine.train.train_stacked: K seeds of one configuration, each with its
+own batch order, divergence, checkpoint and record), and the sweep trains the waiting seeds of a
+configuration that way (runs.sweep.STACK).
 """
 from __future__ import annotations
 

@@ -53,9 +53,11 @@ from tqdm.auto import tqdm
 from optimizers import OPTIMIZERS, RuleOptimizer
 from optreport.engine.data import DEEPOBS_VAL_SIZE, PROTOCOLS, _atomic_write, load_fashion_mnist
 from optreport.engine.fastpath import LinearStack
-from optreport.engine.models import build_model
+from optreport.engine.models import MODELS, build_model
+from optreport.engine.stacked import StackedLinearStack, stacked_param_groups
 
-__all__ = ["TRAINER_VERSION", "SCHEDULES", "train", "train_subset", "scheduled_lr", "evaluate", "json_safe",
+__all__ = ["TRAINER_VERSION", "SCHEDULES", "train", "train_stacked", "stackable", "train_subset",
+           "scheduled_lr", "evaluate", "json_safe",
            "make_optimizer", "has_compiled_step", "denormals_flushed"]
 
 #: Version of the training loop (batch order, loss, evaluation, schedules, divergence rule). It
@@ -276,6 +278,123 @@ def train(model: str = "mlp", rule: str = "sgd", hparams: dict | None = None, *,
     ``diverged_epoch``, ``steps``, ``seconds`` (total wall time including evaluation, summed over
     the resumed parts), and ``resumed_after`` when the run resumed from a checkpoint.
     """
+    return _train_group(model, rule, hparams, seeds=[seed], checkpoints=[checkpoint], data=data, epochs=epochs,
+                        batch_size=batch_size, max_steps=max_steps, callback=callback, progress=progress,
+                        threads=threads, compile=compile, compile_step=compile_step, check_every=check_every,
+                        flush_denormal=flush_denormal, schedule=schedule, n_train=n_train,
+                        data_protocol=data_protocol, eval_size=eval_size, fast_path=fast_path,
+                        checkpoint_every=checkpoint_every)[0]
+
+
+def train_stacked(model: str = "mlp", rule: str = "sgd", hparams: dict | None = None, *, seeds,
+                  checkpoints=None, callback=None, **kwargs) -> list[dict]:
+    """Train one configuration with several ``seeds`` at once; one record per seed, each the record
+    :func:`train` gives for that seed, bit for bit (timings aside) when it runs with one torch thread.
+
+    The models are stacked (engine.stacked) when that is possible: a Linear/ReLU model
+    (mlp, small_mlp) on the fast path, and every checkpoint (if any) at the same step. Otherwise
+    the seeds are trained one after another with :func:`train`. Each model keeps its own batch
+    order (its seed's generator), its own divergence (a model whose loss turns non-finite is
+    evaluated at that point and its record ends there, as alone; it leaves the stack at the end of
+    the epoch) and its own checkpoint file (``checkpoints``: one path or None per seed; the files are
+    those :func:`train` writes and reads, so a run can resume stacked or alone).
+
+    With more than one torch thread the stacked multiplies may round differently from a single
+    model's (see engine.stacked); the report's workers use one.
+
+    Timings: the stack's wall time is shared equally among the models trained in it
+    (``train_seconds``, ``step_seconds`` and ``seconds`` are the stack's divided by the number of
+    models), and a stacked record says ``stacked``: the number of models it started with.
+    ``callback(step, nets, optimizer, losses)``: after every step, the stacked models (those of
+    the current stack), the optimizer over all of them and their batch losses (a 1-D tensor).
+    Every other keyword: as :func:`train`.
+    """
+    seeds = [int(s) for s in seeds]
+    return _train_group(model, rule, hparams, seeds=seeds,
+                        checkpoints=[None] * len(seeds) if checkpoints is None else list(checkpoints),
+                        callback=callback, **kwargs)
+
+
+def stackable(model: str, *, fast_path: bool = True, compile: bool = False) -> bool:
+    """Whether runs of ``model`` can be trained stacked (:func:`train_stacked`)."""
+    if not fast_path or compile or model not in MODELS:
+        return False
+    return LinearStack.of(build_model(model, 0)) is not None
+
+
+class _Member:
+    """One model of a group trained together: its seed, record so far and batch generator."""
+
+    def __init__(self, seed: int, config: dict, checkpoint):
+        self.seed, self.config, self.checkpoint = seed, config, checkpoint
+        self.gen = torch.Generator().manual_seed(seed)
+        self.net = None
+        self.epochs, self.step_losses, self.resumed_after = [], [], []
+        self.seconds_before, self.seconds = 0.0, None
+        self.diverged, self.diverged_epoch, self.steps = False, None, 0
+        self.rng = None        # torch's RNG state its checkpoint records when stacked (none of it is used)
+
+    def record(self, stacked: int) -> dict:
+        rec = dict(config=self.config, epochs=self.epochs, step_losses=self.step_losses,
+                   diverged=self.diverged, diverged_epoch=self.diverged_epoch, steps=self.steps,
+                   seconds=self.seconds)
+        if stacked > 1:
+            rec["stacked"] = stacked
+        if self.resumed_after:
+            rec["resumed_after"] = self.resumed_after
+        return json_safe(rec)
+
+
+def _member_rng(m: _Member) -> torch.Tensor:
+    """The state of torch's RNG a run of ``m`` alone would checkpoint: seeded with its seed (the
+    training draws nothing from it), or the state its own checkpoint held."""
+    return m.rng if m.rng is not None else torch.Generator().manual_seed(m.seed).get_state()
+
+
+def _single_view(rule, net, optimizer, hparams, compile_step):
+    """An optimizer of ``rule`` over ``net``'s parameters alone that shares ``optimizer``'s state of
+    them (and its current lr): what training ``net`` alone would hold, for its checkpoint."""
+    single = make_optimizer(rule, net.parameters(), hparams, compile_step)
+    for p in net.parameters():
+        if p in optimizer.state:
+            single.state[p] = optimizer.state[p]
+    single.param_groups[0]["lr"] = optimizer.param_groups[0]["lr"]
+    return single
+
+
+def _load_member_state(rule, net, optimizer, saved: dict, hparams, compile_step):
+    """Load a single run's optimizer state (its checkpoint) into the stacked ``optimizer``."""
+    single = make_optimizer(rule, net.parameters(), hparams, compile_step)
+    single.load_state_dict(saved)
+    for p in net.parameters():
+        if p in single.state:
+            optimizer.state[p] = single.state[p]
+
+
+def _restack(rule, nets, optimizer, hparams, compile_step):
+    """A new stack and optimizer of ``nets`` (models left the stack), carrying their weights and state."""
+    before = [list(net.parameters()) for net in nets]
+    stack = StackedLinearStack.of(nets)          # copies the weights, rebinds the parameters
+    new = make_optimizer(rule, stacked_param_groups(rule, nets), hparams, compile_step)
+    for old_params, net in zip(before, nets):
+        for old, p in zip(old_params, net.parameters()):
+            if old in optimizer.state:
+                new.state[p] = optimizer.state[old]
+    return stack, new
+
+
+def _train_group(model, rule, hparams, *, seeds, checkpoints, data=None, epochs=1, batch_size=64,
+                 max_steps=None, callback=None, progress=False, threads=None, compile=False, compile_step=True,
+                 check_every=CHECK_EVERY, flush_denormal=True, schedule="constant", n_train=None,
+                 data_protocol="report", eval_size=None, fast_path=True,
+                 checkpoint_every=CHECKPOINT_EVERY) -> list[dict]:
+    """The training loop of :func:`train` (one seed) and :func:`train_stacked` (several)."""
+    if not seeds:
+        raise ValueError("Invalid seeds: [] (give at least one)")
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"Invalid seeds: {seeds} (each seed once)")
+    if len(checkpoints) != len(seeds):
+        raise ValueError(f"Invalid checkpoints: {len(checkpoints)} paths for {len(seeds)} seeds")
     if data_protocol not in PROTOCOLS:
         raise ValueError(f"Invalid data_protocol: {data_protocol!r} (choose from {', '.join(PROTOCOLS)})")
     if batch_size < 1:
@@ -298,25 +417,55 @@ def train(model: str = "mlp", rule: str = "sgd", hparams: dict | None = None, *,
     if schedule not in SCHEDULES:
         raise ValueError(f"Invalid schedule: {schedule!r} (choose from {', '.join(SCHEDULES)})")
     subset = train_subset(len(data.train_y), n_train)
-    config = dict(model=model, rule=rule, hparams=hparams, epochs=epochs, batch_size=batch_size,
-                  seed=seed, max_steps=max_steps, schedule=schedule,
-                  n_train=len(data.train_y) if subset is None else len(subset), n_val=len(data.val_y),
-                  data_source=getattr(data, "source", None), torch=torch.__version__,
-                  threads=threads or torch.get_num_threads(), flush_denormal=flush_denormal)
-    if deepobs:        # only when not the default: report records stay as they were
-        config.update(data_protocol=data_protocol, n_test=len(data.test_y))
     ev = slice(None) if eval_size is None else slice(0, eval_size)
-    if eval_size is not None:        # likewise
-        config.update(eval_size=eval_size, n_val=len(data.val_y[ev]), n_test=len(data.test_y[ev]))
+
+    def run_config(seed):
+        config = dict(model=model, rule=rule, hparams=dict(hparams), epochs=epochs, batch_size=batch_size,
+                      seed=seed, max_steps=max_steps, schedule=schedule,
+                      n_train=len(data.train_y) if subset is None else len(subset), n_val=len(data.val_y),
+                      data_source=getattr(data, "source", None), torch=torch.__version__,
+                      threads=threads or torch.get_num_threads(), flush_denormal=flush_denormal)
+        if deepobs:        # only when not the default: report records stay as they were
+            config.update(data_protocol=data_protocol, n_test=len(data.test_y))
+        if eval_size is not None:        # likewise
+            config.update(eval_size=eval_size, n_val=len(data.val_y[ev]), n_test=len(data.test_y[ev]))
+        return config
+
+    members = [_Member(s, run_config(s), c) for s, c in zip(seeds, checkpoints)]
+    compiled_step = bool(hparams.get("compiled", compile_step and has_compiled_step(rule)))
+    for m in members:     # as make_optimizer decides it (checked below); a checkpoint compares it
+        m.config["compiled_step"] = compiled_step
+    saved = [load_checkpoint(m.checkpoint, m.config) if m.checkpoint is not None else None for m in members]
+    k_all = len(members)
+    stacking = k_all > 1
+    if stacking and (not stackable(model, fast_path=fast_path, compile=compile)
+                     or len({0 if s is None else s["step"] for s in saved}) > 1):
+        # not stackable: one after another (each reads its checkpoint again)
+        return [_train_group(model, rule, hparams, seeds=[m.seed], checkpoints=[m.checkpoint], data=data,
+                             epochs=epochs, batch_size=batch_size, max_steps=max_steps, callback=callback,
+                             progress=progress, threads=threads, compile=compile, compile_step=compile_step,
+                             check_every=check_every, flush_denormal=flush_denormal, schedule=schedule,
+                             n_train=n_train, data_protocol=data_protocol, eval_size=eval_size,
+                             fast_path=fast_path, checkpoint_every=checkpoint_every)[0] for m in members]
+
     t_start = time.perf_counter()
     with _num_threads(threads), denormals_flushed(flush_denormal), torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        net = build_model(model, seed)
-        net.train()
-        optimizer = make_optimizer(rule, net.parameters(), hparams, compile_step)
-        config["compiled_step"] = bool(optimizer.param_groups[0].get("compiled", False))
-        forward = _compiled(net) if compile else net
-        stack = LinearStack.of(net) if fast_path and not compile else None
+        torch.manual_seed(seeds[0])
+        for m, s in zip(members, saved):
+            m.net = build_model(model, m.seed)
+            m.net.train()
+            if s is not None:
+                m.net.load_state_dict(s["model"])
+        if stacking:
+            stack = StackedLinearStack.of([m.net for m in members])
+            optimizer = make_optimizer(rule, stacked_param_groups(rule, [m.net for m in members]), hparams,
+                                       compile_step)
+        else:
+            net = members[0].net
+            optimizer = make_optimizer(rule, net.parameters(), hparams, compile_step)
+            forward = _compiled(net) if compile else net
+            stack = LinearStack.of(net) if fast_path and not compile else None
+        assert compiled_step == bool(optimizer.param_groups[0].get("compiled", False))
         x_all, y_all = data.train_x, data.train_y
         if subset is not None:
             x_all, y_all = x_all[subset], y_all[subset]
@@ -326,100 +475,136 @@ def train(model: str = "mlp", rule: str = "sgd", hparams: dict | None = None, *,
             raise ValueError(f"Invalid batch_size: {batch_size} (more than the {n} training examples, "
                              "and the deepobs protocol drops the last partial batch)")
         total_steps = epochs * steps_per_epoch if max_steps is None else min(max_steps, epochs * steps_per_epoch)
-        lr0 = [g["lr"] for g in optimizer.param_groups]
-        gen = torch.Generator().manual_seed(seed)
+        lr0 = optimizer.param_groups[0]["lr"]       # the unscheduled lr (every group has the same)
 
-        epochs_out, step_losses, resumed_after = [], [], []
-        diverged, diverged_epoch, step, first_epoch, seconds_before = False, None, 0, 1, 0.0
-        saved = load_checkpoint(checkpoint, config) if checkpoint is not None else None
-        if saved is not None:       # lr0 above is the unscheduled lr; the groups get the saved one
-            net.load_state_dict(saved["model"])
-            optimizer.load_state_dict(saved["optimizer"])
-            gen.set_state(saved["generator"])
-            torch.set_rng_state(saved["rng"])
-            epochs_out, step_losses, step = saved["epochs"], saved["step_losses"], saved["step"]
-            first_epoch, seconds_before = len(epochs_out) + 1, saved["seconds"]
-            resumed_after = saved["resumed_after"] + [len(epochs_out)]
+        step, first_epoch = 0, 1
+        if saved[0] is not None:     # every model's checkpoint is at the same step
+            if stacking:
+                for m, s in zip(members, saved):
+                    _load_member_state(rule, m.net, optimizer, s["optimizer"], hparams, compile_step)
+            else:
+                optimizer.load_state_dict(saved[0]["optimizer"])
+            torch.set_rng_state(saved[0]["rng"])
+            step, first_epoch = saved[0]["step"], len(saved[0]["epochs"]) + 1
+            for m, s in zip(members, saved):
+                m.gen.set_state(s["generator"])
+                m.epochs, m.step_losses = s["epochs"], s["step_losses"]
+                m.seconds_before, m.resumed_after = s["seconds"], s["resumed_after"] + [len(s["epochs"])]
+                m.rng = s["rng"]
         t_saved = time.perf_counter()
         bar = None
         if progress:
-            bar = tqdm(total=total_steps, initial=step, desc=f"{model}/{rule}", leave=False)
+            bar = tqdm(total=total_steps, initial=step, leave=False,
+                       desc=f"{model}/{rule}" + (f" x{k_all}" if stacking else ""))
 
+        def close(m, col, epoch, losses, done, correct, seen, share, diverged):
+            """End ``m``'s epoch after ``done`` steps: its losses, evaluation and epoch row."""
+            epoch_losses = losses[col, :done]
+            if diverged:       # keep the steps up to and including the first non-finite loss
+                first_bad = int((~torch.isfinite(epoch_losses)).nonzero()[0, 0])
+                epoch_losses = epoch_losses[:first_bad + 1]
+            m.step_losses.extend(epoch_losses.tolist())
+            t_eval = time.perf_counter()
+            val_loss, val_acc = (evaluate(m.net, data.val_x[ev], data.val_y[ev]) if len(data.val_y)
+                                 else (math.nan, math.nan))
+            test_loss, test_acc = evaluate(m.net, data.test_x[ev], data.test_y[ev])
+            eval_seconds = time.perf_counter() - t_eval
+            train_seconds, step_seconds = share
+            m.epochs.append(dict(
+                epoch=epoch,
+                train_loss=float(epoch_losses.double().mean()) if len(epoch_losses) else math.nan,
+                train_acc=int(correct[col]) / max(seen, 1),
+                val_loss=val_loss, val_acc=val_acc, test_loss=test_loss, test_acc=test_acc,
+                train_seconds=train_seconds, step_seconds=step_seconds, eval_seconds=eval_seconds,
+                steps=len(epoch_losses)))
+            if diverged:
+                m.diverged, m.diverged_epoch = True, epoch
+            m.steps = step
+            m.seconds = m.seconds_before + (time.perf_counter() - t_start) / k_all
+
+        active = list(members)          # the models still training, in the stack's order
         for epoch in range(first_epoch, epochs + 1):
             if max_steps is not None and step >= max_steps:
                 break
-            perm = torch.randperm(n, generator=gen)
+            if stacking and len(active) < stack.k:     # diverged models leave the stack
+                stack, optimizer = _restack(rule, [m.net for m in active], optimizer, hparams, compile_step)
+            nets = [m.net for m in active]
+            width = len(active)
+            perms = [torch.randperm(n, generator=m.gen) for m in active]
             n_steps = steps_per_epoch if max_steps is None else min(steps_per_epoch, max_steps - step)
-            losses = torch.empty(n_steps)                         # per-step loss, read once per epoch
-            correct = torch.zeros((), dtype=torch.int64)          # running count of right answers
+            losses = torch.empty(width, n_steps)                      # per-step losses, read once per epoch
+            correct = torch.zeros(width if stacking else (), dtype=torch.int64)   # running count of right answers
+            alive = list(range(width))                                # columns still training this epoch
             seen = 0
             step_time = 0.0
-            done = checked = 0                                    # steps done / checked for NaN
+            done = checked = 0                                        # steps done / checked for NaN
             t_epoch = time.perf_counter()
             for i in range(n_steps):
-                idx = perm[i * batch_size:(i + 1) * batch_size]
-                if stack is not None:         # autograd's numbers without autograd (engine.fastpath)
-                    out, yb, loss = stack.step(x_all, y_all, idx)
+                lo, hi = i * batch_size, (i + 1) * batch_size
+                if stacking:
+                    out, yb, loss_list = stack.step(x_all, y_all, [p[lo:hi] for p in perms])
+                    loss = torch.stack(loss_list)
+                elif stack is not None:       # autograd's numbers without autograd (engine.fastpath)
+                    out, yb, loss = stack.step(x_all, y_all, perms[0][lo:hi])
                 else:
+                    idx = perms[0][lo:hi]
                     xb, yb = x_all[idx], y_all[idx]
                     out = forward(xb)
                     loss = F.cross_entropy(out, yb)
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                 if schedule != "constant":
-                    for g, base in zip(optimizer.param_groups, lr0):
-                        g["lr"] = scheduled_lr(base, schedule, step, total_steps)
+                    for g in optimizer.param_groups:
+                        g["lr"] = scheduled_lr(lr0, schedule, step, total_steps)
                 t0 = time.perf_counter()
                 optimizer.step()
                 step_time += time.perf_counter() - t0
                 step += 1
                 done = i + 1
                 with torch.no_grad():
-                    losses[i] = loss.detach()
-                    correct += (out.argmax(1) == yb).sum()
-                seen += len(yb)
+                    losses[:, i] = loss.detach()
+                    correct += (out.argmax(-1) == yb).sum(-1)
+                seen += yb.shape[-1]
                 if callback is not None:
-                    callback(step, net, optimizer, loss.detach())
+                    callback(step, nets if stacking else nets[0], optimizer, loss.detach())
                 if done - checked >= check_every or done == n_steps:
                     if bar is not None:
                         bar.update(done - checked)
-                    if not bool(torch.isfinite(losses[checked:done]).all()):
-                        diverged, diverged_epoch = True, epoch
-                        break
+                    finite = torch.isfinite(losses[:, checked:done]).all(1).tolist()
+                    bad = [c for c in alive if not finite[c]]
+                    if bad:
+                        share = ((time.perf_counter() - t_epoch) / width, step_time / width)
+                        for c in bad:
+                            close(active[c], c, epoch, losses, done, correct.view(-1), seen, share, True)
+                            alive.remove(c)
+                        if not alive:
+                            break
                     checked = done
-            train_seconds = time.perf_counter() - t_epoch
-            epoch_losses = losses[:done]
-            if diverged:       # keep the steps up to and including the first non-finite loss
-                first_bad = int((~torch.isfinite(epoch_losses)).nonzero()[0, 0])
-                epoch_losses = epoch_losses[:first_bad + 1]
-            step_losses.extend(epoch_losses.tolist())
-            t_eval = time.perf_counter()
-            val_loss, val_acc = (evaluate(net, data.val_x[ev], data.val_y[ev]) if len(data.val_y)
-                                 else (math.nan, math.nan))
-            test_loss, test_acc = evaluate(net, data.test_x[ev], data.test_y[ev])
-            eval_seconds = time.perf_counter() - t_eval
-            epochs_out.append(dict(
-                epoch=epoch,
-                train_loss=float(epoch_losses.double().mean()) if len(epoch_losses) else math.nan,
-                train_acc=int(correct) / max(seen, 1),
-                val_loss=val_loss, val_acc=val_acc, test_loss=test_loss, test_acc=test_acc,
-                train_seconds=train_seconds, step_seconds=step_time, eval_seconds=eval_seconds,
-                steps=len(epoch_losses)))
-            if diverged:
+            share = ((time.perf_counter() - t_epoch) / width, step_time / width)
+            for c in alive:
+                close(active[c], c, epoch, losses, done, correct.view(-1), seen, share, False)
+            active = [active[c] for c in alive]
+            if not active:
                 break
             last = epoch == epochs or (max_steps is not None and step >= max_steps)
-            if checkpoint is not None and not last and time.perf_counter() - t_saved >= checkpoint_every:
-                save_checkpoint(checkpoint, dict(
-                    config=_comparable(config), model=net.state_dict(), optimizer=optimizer.state_dict(),
-                    generator=gen.get_state(), rng=torch.get_rng_state(), epochs=epochs_out,
-                    step_losses=step_losses, step=step, resumed_after=resumed_after,
-                    seconds=seconds_before + time.perf_counter() - t_start))
+            if any(m.checkpoint is not None for m in active) and not last \
+                    and time.perf_counter() - t_saved >= checkpoint_every:
+                for m in active:
+                    if m.checkpoint is None:
+                        continue
+                    opt = _single_view(rule, m.net, optimizer, hparams, compile_step) if stacking else optimizer
+                    save_checkpoint(m.checkpoint, dict(
+                        config=_comparable(m.config),
+                        model={k: v.clone() for k, v in m.net.state_dict().items()},
+                        optimizer=opt.state_dict(), generator=m.gen.get_state(),
+                        rng=_member_rng(m) if stacking else torch.get_rng_state(),
+                        epochs=m.epochs, step_losses=m.step_losses, step=step, resumed_after=m.resumed_after,
+                        seconds=m.seconds_before + (time.perf_counter() - t_start) / k_all))
                 t_saved = time.perf_counter()
         if bar is not None:
             bar.close()
-    record = dict(config=config, epochs=epochs_out, step_losses=step_losses,
-                  diverged=diverged, diverged_epoch=diverged_epoch, steps=step,
-                  seconds=seconds_before + time.perf_counter() - t_start)
-    if resumed_after:
-        record["resumed_after"] = resumed_after
-    return json_safe(record)
+    for m in members:     # a run's total wall time (its share of it when stacked), evaluation included
+        if not m.diverged:
+            m.steps = step
+            m.seconds = m.seconds_before + (time.perf_counter() - t_start) / k_all
+    return [m.record(k_all) for m in members]

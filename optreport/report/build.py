@@ -498,7 +498,8 @@ def cost_table(results_dir: Path) -> pd.DataFrame:
     eval_s, paused_e = costs.pause_corrected(df, "eval_seconds")
     df = df.assign(train_s=train_s.fillna(0), eval_s=eval_s.fillna(0), paused=paused_t | paused_e)
     per_run = df.groupby("key").agg(epochs=("epoch", "size"), seconds=("train_s", "sum"),
-                                    eval_seconds=("eval_s", "sum"), paused=("paused", "sum"))
+                                    eval_seconds=("eval_s", "sum"), paused=("paused", "sum"),
+                                    stacked=("stacked", "first"))
     seen, rows = set(), []
     for path in sorted((results_dir / "manifests").glob("[0-9][0-9]_*.txt")):
         keys = [k for k in path.read_text().split() if k not in seen]
@@ -507,8 +508,10 @@ def cost_table(results_dir: Path) -> pd.DataFrame:
         rows.append({"notebook": path.stem, "runs": len(keys), "stored": len(have),
                      "model_epochs": int(have["epochs"].sum()),
                      "process_hours": float((have["seconds"] + have["eval_seconds"]).sum() / 3600),
-                     "paused_epochs": int(have["paused"].sum())})
-    return pd.DataFrame(rows, columns=["notebook", "runs", "stored", "model_epochs", "process_hours", "paused_epochs"])
+                     "paused_epochs": int(have["paused"].sum()),
+                     "stacked_runs": int((have["stacked"] > 1).sum())})
+    return pd.DataFrame(rows, columns=["notebook", "runs", "stored", "model_epochs", "process_hours", "paused_epochs",
+                                       "stacked_runs"])
 
 
 def cost_markdown(results_dir: Path, workers: int = 2) -> str:
@@ -520,9 +523,17 @@ def cost_markdown(results_dir: Path, workers: int = 2) -> str:
     pause_note = (f"; {paused} epoch{'s' if paused != 1 else ''} in flight while the sweep was paused for a speed "
                   f"measurement count{'' if paused != 1 else 's'} as {'their' if paused != 1 else 'its'} run's "
                   f"median epoch" if paused else "")
+    n_stacked, n_stored = int(t["stacked_runs"].sum()), int(t["stored"].sum())
+    stack_note = (f" {n_stacked} of the {n_stored} runs were trained stacked with other seeds of their configuration "
+                  f"(a stacked run counts its share of the stack's time); the others one at a time, as the sweep "
+                  f"trained every run before it stacked seeds: an empty store costs less than this table says, by "
+                  f"the throughput table's factor below." if n_stacked < n_stored else
+                  " Every run was trained stacked with other seeds of its configuration (its share of the stack's "
+                  "time).")
     lines = [f"Training cost of each notebook on an empty store, from the seconds its stored runs took (as measured "
              f"while they ran, often beside other work on the machine{pause_note}) "
-             f"(a run shared by several notebooks counts for the first); wall clock with {workers} worker processes:",
+             f"(a run shared by several notebooks counts for the first); wall clock with {workers} worker processes."
+             f"{stack_note}",
              "", "| notebook | runs | model-epochs | process-hours | wall clock (h) |", "|---|---|---|---|---|"]
     for r in t.itertuples():
         lines.append(f"| {r.notebook} | {r.runs} | {r.model_epochs:,} | {r.process_hours:.2f} | "
@@ -532,19 +543,37 @@ def cost_markdown(results_dir: Path, workers: int = 2) -> str:
     bench = results_dir / "bench_throughput.csv"
     if bench.exists():
         b = pd.read_csv(bench)
+        stack = int(b["stack"].iloc[0]) if "stack" in b.columns else 1
+        alone_csv = results_dir / "bench_throughput_alone.csv"
+        alone = pd.read_csv(alone_csv).set_index("rule") if stack > 1 and alone_csv.exists() else None
         when = f" on {b['measured_utc'].iloc[0]}" if "measured_utc" in b.columns else ""
         when += f", {b['machine'].iloc[0]}" if "machine" in b.columns else ""
+        how = (f"{stack} models of one configuration stacked per worker, as the sweep trains the seeds of a "
+               f"configuration (times per model)" if stack > 1 else "one model at a time per worker")
         lines += ["", f"Throughput (`benchmarks/bench_throughput.py`{when}, {int(b['workers'].iloc[0])} workers × 1 "
-                  f"thread, evaluation included): seconds per epoch per worker and the ratio to the GEMM bound: "
-                  f"every matrix multiply of an epoch, step by step on the model's own tensors, timed on each "
+                  f"thread, {how}, evaluation included): seconds per epoch per worker and the ratio to the GEMM "
+                  f"bound: every matrix multiply of an epoch, step by step on the model's own tensors, timed on each "
                   f"worker's core alongside the rule's run (mean {b['gemm_bound_s'].mean():.2f} core-seconds per "
                   f"epoch). Hot: the ratio to the same multiplies each timed alone on operands kept in cache "
-                  f"({b['gemm_hot_s'].iloc[0]:.2f} core-seconds per epoch), a time no training step reaches:", "",
-                  "| rule | s/epoch/worker | model-epochs per core-second | ratio to the GEMM bound | hot |",
-                  "|---|---|---|---|---|"]
+                  f"({b['gemm_hot_s'].iloc[0]:.2f} core-seconds per epoch), a time no training step reaches"
+                  + (". Alone: the same benchmark one model at a time (`--stack 1`"
+                     + (f", {alone['measured_utc'].iloc[0]}" if "measured_utc" in alone.columns else "")
+                     + "); gain: its ratio over the stacked one (each ratio against a bound measured in its own run, "
+                       "so the machine's speed at the time cancels)" if alone is not None else "") + ":", ""]
+        if alone is None:
+            lines += ["| rule | s/epoch/worker | model-epochs per core-second | ratio to the GEMM bound | hot |",
+                      "|---|---|---|---|---|"]
+        else:
+            lines += ["| rule | s/epoch/worker | model-epochs per core-second | ratio to the GEMM bound | hot "
+                      "| alone: ratio | gain |", "|---|---|---|---|---|---|---|"]
         for r in b.itertuples():
-            lines.append(f"| {r.rule} | {r.s_per_epoch_per_worker:.2f} | {r.model_epochs_per_core_second:.3f} | "
-                         f"{r.ratio_to_gemm_bound:.2f} | {r.ratio_to_hot_gemm:.2f} |")
+            row = (f"| {r.rule} | {r.s_per_epoch_per_worker:.2f} | {r.model_epochs_per_core_second:.3f} | "
+                   f"{r.ratio_to_gemm_bound:.2f} | {r.ratio_to_hot_gemm:.2f} |")
+            if alone is not None:
+                a = alone["ratio_to_gemm_bound"].get(r.rule)
+                ok = a is not None and pd.notna(a)
+                row += f" {a:.2f} | {a / r.ratio_to_gemm_bound:.2f} |" if ok else " – | – |"
+            lines.append(row)
     return "\n".join(lines)
 
 

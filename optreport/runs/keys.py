@@ -37,7 +37,10 @@ from optreport.engine.train import SCHEDULES, TRAINER_VERSION
 
 __all__ = ["RunConfig", "code_versions", "canonical", "validate", "MODES", "DEFAULT_ONLY_IF_SET"]
 
-MODES = ("single",)      # execution modes of the trainer (one model per process)
+#: execution modes of the trainer whose numbers differ. Seeds trained stacked (engine.train.
+#: train_stacked, one torch thread) give each run's "single" numbers bit for bit
+#: (tests/test_train_stacked.py), so stacking is not a mode of its own: it changes no key.
+MODES = ("single",)
 #: fields hashed only when they differ from this value (added after runs were stored: the keys
 #: of those runs must not change)
 DEFAULT_ONLY_IF_SET = {"data_protocol": "report", "eval_size": None}

@@ -129,7 +129,8 @@ def load_results(configs=None, runs_dir=RUNS_DIR) -> pd.DataFrame:
     data_protocol ("report" for runs stored without one), hparams (JSON string), one column per
     hyper-parameter, epoch, train_loss, train_acc,
     val_loss, val_acc, test_loss, test_acc, train_seconds, step_seconds, eval_seconds, diverged,
-    diverged_epoch. Unfinished runs are absent."""
+    diverged_epoch, stacked (the models the run was trained with, stacked: 1 for a run trained alone;
+    its seconds are then its share of the stack's). Unfinished runs are absent."""
     rows, hp_names = [], set()
     for key, run in iter_runs(runs_dir, _keys_of(configs)):
         cfg, rec = run["config"], run["record"]
@@ -142,16 +143,18 @@ def load_results(configs=None, runs_dir=RUNS_DIR) -> pd.DataFrame:
                     **{f"hp_{k}": v for k, v in hp.items()})
         for ep in rec["epochs"]:
             rows.append({**base, **{c: ep.get(c) for c in EPOCH_COLS},
-                         "diverged": rec["diverged"], "diverged_epoch": rec["diverged_epoch"]})
+                         "diverged": rec["diverged"], "diverged_epoch": rec["diverged_epoch"],
+                         "stacked": int(rec.get("stacked", 1))})
     cols = (["key", "model", "rule", "lr", "seed", "epochs", "batch_size", "val_size", "n_train",
              "schedule", "data_protocol", "hparams"] + sorted(f"hp_{n}" for n in hp_names - {"lr"}) + EPOCH_COLS
-            + ["diverged", "diverged_epoch"])
+            + ["diverged", "diverged_epoch", "stacked"])
     df = pd.DataFrame(rows, columns=cols)
     df = df.rename(columns={c: c[3:] for c in df.columns if c.startswith("hp_")})
     for c in EPOCH_COLS[1:]:
         df[c] = pd.to_numeric(df[c], errors="coerce").astype(float)    # JSON null -> NaN
     df["diverged"] = df["diverged"].astype(bool)
     df["diverged_epoch"] = df["diverged_epoch"].astype("Int64")
+    df["stacked"] = df["stacked"].astype(int)
     return df.sort_values(["model", "rule", "lr", "seed", "epoch"], kind="stable").reset_index(drop=True)
 
 

@@ -18,11 +18,15 @@ Command line (``python -m optreport.runs --help``):
 
 Parallelism: ``run_grid`` starts one worker process per core (``workers=None``), each with the
 run's thread count (1 by default: measured here, two 1-thread processes train 1.35-1.6x more
-steps per second than one 2-thread process).
+steps per second than one 2-thread process). A worker trains up to ``STACK`` waiting runs that
+differ only in their seed together, stacked (engine.train.train_stacked: each record bit for bit
+the one of the run alone; ``stack=1``: one at a time); each run keeps its own trial, heartbeat,
+record and checkpoint, and a fault fails (and retries) every run of the stack.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import json
 import math
@@ -34,10 +38,11 @@ import traceback
 from pathlib import Path
 
 import pandas as pd
+import torch
 from tqdm.auto import tqdm
 
 from optreport.engine.data import DEEPOBS_VAL_SIZE, CorruptDataError, DataNotFoundError, load_fashion_mnist
-from optreport.engine.train import train
+from optreport.engine.train import stackable, train, train_stacked
 from optreport.runs import engine, results
 from optreport.runs.keys import RunConfig, validate
 from optreport.runs.results import load_results, load_step_losses  # noqa: F401 -- re-exported for notebooks
@@ -52,6 +57,9 @@ DEFAULT_STORAGE = f"sqlite:///{REPO / 'build' / 'runs.optuna.sqlite3'}"
 #: stopped with its sweep resumes from its last checkpoint, not from epoch 1
 CHECKPOINT_DIR = REPO / "build" / "checkpoints"
 MANIFEST_ENV = "OPTREPORT_MANIFEST"   # a file run_grid appends the keys it is asked for to (set by the report job)
+#: at most this many runs that differ only in their seed are trained together, stacked
+#: (benchmarks/bench_stacking.py measures the gain per K)
+STACK = 4
 RUN_LOG_ENV = "SWEEP_RUN_LOG"   # if set: a file to which workers append "start KEY" / "done KEY"
 
 
@@ -124,7 +132,7 @@ class WorkerSummary(dict):
 def run_worker(configs, storage=DEFAULT_STORAGE, *, runs_dir=results.RUNS_DIR, data=None, data_dir=None,
                wait=True, poll=2.0, bar=None, force=False, enqueue=True, max_retry=engine.MAX_RETRY,
                heartbeat_interval=engine.HEARTBEAT_INTERVAL, grace_period=engine.GRACE_PERIOD,
-               experiment=None, parent=None, checkpoint_dir=CHECKPOINT_DIR) -> WorkerSummary:
+               experiment=None, parent=None, checkpoint_dir=CHECKPOINT_DIR, stack=STACK) -> WorkerSummary:
     """Run the configs' trials until every one is finished (complete, or failed with no retry
     left); returns what this worker did. ``enqueue``: first enqueue the configs that are neither
     stored in ``runs_dir`` (None: no local folder) nor queued. ``wait``: while only other
@@ -132,7 +140,12 @@ def run_worker(configs, storage=DEFAULT_STORAGE, *, runs_dir=results.RUNS_DIR, d
     pid of the process that started this worker; when it is gone, take no new run (run_grid's
     workers end with the sweep that started them). ``checkpoint_dir``: a run saves its checkpoints
     there (``<key>.pt``, about once a minute of training) and resumes from them after a stop; the
-    file is deleted once the run is stored (None: no checkpoints)."""
+    file is deleted once the run is stored (None: no checkpoints). ``stack``: train up to this many
+    waiting runs that differ only in their seed together (engine.train.train_stacked: each record
+    the one the run gives alone, bit for bit; Linear/ReLU models with one torch thread), each with
+    its own heartbeat, record and checkpoint; 1: one run at a time."""
+    if not (isinstance(stack, int) and stack >= 1):
+        raise ValueError(f"Invalid stack: {stack!r} (at least 1 run per stack)")
     configs = validate_all(configs)
     by_key = {c.key: c for c in configs}
     q = engine.Queue(storage, max_retry=max_retry, heartbeat_interval=heartbeat_interval,
@@ -166,41 +179,134 @@ def run_worker(configs, storage=DEFAULT_STORAGE, *, runs_dir=results.RUNS_DIR, d
         cfg = by_key[key]
         if runs_dir is not None and not force and key in results.stored_keys(runs_dir):
             # a retry of a run that finished while its trial was failed (outage): nothing to train
-            run = results.read_run(results.run_path(runs_dir, cfg.model, cfg.rule, key))
-            q.complete_from(trial, _final_value(run["record"]))
+            _complete_stored(q, trial, runs_dir, cfg)
             continue
-        _log("start", key)
+        group = [(trial, cfg)]
+        if stack > 1 and stackable(cfg.model) and cfg.threads == 1:
+            group += _take_siblings(q, cfg, todo, by_key, runs_dir=runs_dir, force=force, stack=stack,
+                                    checkpoint_dir=checkpoint_dir, summary=summary)
+        for _, c in group:
+            _log("start", c.key)
+        ckpts = [None if checkpoint_dir is None else Path(checkpoint_dir) / f"{c.key}.pt" for _, c in group]
         try:
-            with q.heartbeat(trial._trial_id):
+            with contextlib.ExitStack() as beats:
+                for t, _ in group:
+                    beats.enter_context(q.heartbeat(t._trial_id))
                 if not data_fits(data, cfg):
                     data = load_data(cfg, data_dir)
-                ckpt = None if checkpoint_dir is None else Path(checkpoint_dir) / f"{key}.pt"
-                rec = train(data=data, checkpoint=ckpt, **cfg.train_kwargs())
-                rec["config"].update(key=key, versions=cfg.keyed()["versions"], val_size=cfg.val_size,
-                                     split_seed=cfg.split_seed, worker=trial.user_attrs.get("worker", {}).get("host"))
-                if runs_dir is not None:
-                    results.write_run(runs_dir, key, cfg.keyed(), rec)
-                q.finish(trial, rec, _final_value(rec))
-                if ckpt is not None:
-                    ckpt.unlink(missing_ok=True)
+                if len(group) == 1:
+                    recs = [train(data=data, checkpoint=ckpts[0], **cfg.train_kwargs())]
+                else:
+                    kwargs = cfg.train_kwargs()
+                    del kwargs["seed"]
+                    recs = train_stacked(data=data, seeds=[c.seed for _, c in group], checkpoints=ckpts, **kwargs)
+                for (t, c), rec, ckpt in zip(group, recs, ckpts):
+                    rec["config"].update(key=c.key, versions=c.keyed()["versions"], val_size=c.val_size,
+                                         split_seed=c.split_seed, worker=t.user_attrs.get("worker", {}).get("host"))
+                    if runs_dir is not None:
+                        results.write_run(runs_dir, c.key, c.keyed(), rec)
+                    q.finish(t, rec, _final_value(rec))
+                    if ckpt is not None:
+                        ckpt.unlink(missing_ok=True)
+                    summary["ran"] += 1
+                    _log("done", c.key)
+                    if bar is not None:
+                        bar.update(1)
         except (KeyboardInterrupt, SystemExit):
-            q.fail(trial, "interrupted")
+            for t, _ in group:
+                if not _finished(q, t):
+                    q.fail(t, "interrupted")
             raise
         except Exception:
             err = traceback.format_exc()
-            summary["failed"] += 1
-            summary["failed_keys"].append(key)
-            retried = q.fail(trial, err)
-            summary["retried"] += int(retried)
             last = err.strip().splitlines()[-1]
-            print(f"[runs] run {key[:12]} ({cfg.rule}, {dict(cfg.hparams)}, seed {cfg.seed}) failed: {last}"
-                  f"{' (re-enqueued)' if retried else ' (no retries left)'}", file=sys.stderr, flush=True)
+            for t, c in group:
+                if _finished(q, t):
+                    continue
+                summary["failed"] += 1
+                summary["failed_keys"].append(c.key)
+                retried = q.fail(t, err)
+                summary["retried"] += int(retried)
+                print(f"[runs] run {c.key[:12]} ({c.rule}, {dict(c.hparams)}, seed {c.seed}) failed: {last}"
+                      f"{' (re-enqueued)' if retried else ' (no retries left)'}", file=sys.stderr, flush=True)
             continue
-        summary["ran"] += 1
-        _log("done", key)
-        if bar is not None:
-            bar.update(1)
     return summary
+
+
+def _complete_stored(q: engine.Queue, trial, runs_dir, cfg: RunConfig) -> None:
+    run = results.read_run(results.run_path(runs_dir, cfg.model, cfg.rule, cfg.key))
+    q.complete_from(trial, _final_value(run["record"]))
+
+
+def _finished(q: engine.Queue, trial) -> bool:
+    """Whether ``trial`` is complete already (its record stored before the group failed)."""
+    try:
+        return q.storage.get_trial(trial._trial_id).state == engine.TrialState.COMPLETE
+    except Exception:          # noqa: BLE001 -- storage outage: treat as not finished (the retry finds the record)
+        return False
+
+
+def siblings(a: RunConfig, b: RunConfig) -> bool:
+    """Whether runs ``a`` and ``b`` differ in their seed only (they can be trained stacked)."""
+    da, db = a.as_dict(), b.as_dict()
+    da.pop("seed")
+    db.pop("seed")
+    return da == db
+
+
+def _checkpoint_step(path) -> int | None:
+    """The step a run's checkpoint file was saved at (0: no file; None: unreadable)."""
+    if path is None or not Path(path).exists():
+        return 0
+    try:
+        return int(torch.load(path, weights_only=True)["step"])
+    except Exception:          # noqa: BLE001 -- the trainer ignores such a file with a warning
+        return None
+
+
+def group_size(n: int, stack: int) -> int:
+    """Models per stack for ``n`` waiting seeds of one configuration and at most ``stack`` per stack:
+    the stacks as even as possible (5 seeds, at most 4: stacks of 3 and 2, not 4 and 1)."""
+    return math.ceil(n / math.ceil(n / stack)) if n > 0 else 0
+
+
+def _take_siblings(q: engine.Queue, cfg: RunConfig, todo, by_key, *, runs_dir, force, stack, checkpoint_dir,
+                   summary) -> list:
+    """Take waiting trials of runs that differ from ``cfg`` in their seed only, whose checkpoint is at
+    the same step as ``cfg``'s (to be trained stacked with it): [(trial, config), ...], at most
+    ``group_size(...) - 1`` of them."""
+    stored = results.stored_keys(runs_dir) if runs_dir is not None and not force else set()
+    cands = sorted((c for k, c in by_key.items() if k in todo and k != cfg.key and k not in stored
+                    and siblings(c, cfg)), key=lambda c: c.seed)
+    if not cands:
+        return []
+    trials = q.by_key([c.key for c in cands])
+    waiting = [c for c in cands
+               if any(t.state == engine.TrialState.WAITING for t in trials.get(c.key, []))]
+
+    def ckpt(c):
+        return None if checkpoint_dir is None else Path(checkpoint_dir) / f"{c.key}.pt"
+    mine = _checkpoint_step(ckpt(cfg))
+    want = group_size(len(waiting) + 1, stack) - 1
+    out = []
+    for c in waiting:
+        if len(out) >= want:
+            break
+        if mine is None or _checkpoint_step(ckpt(c)) != mine:
+            continue
+        t = q.pop([c.key])
+        if t is None:
+            continue
+        other = q.duplicate_of(t)
+        if other is not None:
+            q.yield_to(t, other)
+            summary["yielded"] += 1
+            continue
+        if c.key in (results.stored_keys(runs_dir) if runs_dir is not None and not force else ()):
+            _complete_stored(q, t, runs_dir, c)
+            continue
+        out.append((t, c))
+    return out
 
 
 def load_data(cfg: RunConfig, data_dir=None):
@@ -246,14 +352,14 @@ def final_failures(storage, configs, runs_dir=results.RUNS_DIR) -> list[str]:
 
 # ---------------------------------------------------------------------------- a local grid
 
-def _worker_main(config_dicts, storage, runs_dir, data_dir, force, parent):
+def _worker_main(config_dicts, storage, runs_dir, data_dir, force, parent, stack=STACK):
     configs = [RunConfig.from_dict(d) for d in config_dicts]
     run_worker(configs, storage, runs_dir=runs_dir, data_dir=data_dir, poll=1.0, enqueue=False, force=force,
-               parent=parent)
+               parent=parent, stack=stack)
 
 
 def run_grid(configs, *, storage=DEFAULT_STORAGE, runs_dir=results.RUNS_DIR, workers=None, force=False,
-             progress=True, data=None, data_dir=None, experiment=None) -> pd.DataFrame:
+             progress=True, data=None, data_dir=None, experiment=None, stack=STACK) -> pd.DataFrame:
     """Train the configs not yet stored in ``runs_dir``, then return ``load_results(configs)``.
 
     storage:  Optuna storage URL of the queue (default: a SQLite file under build/).
@@ -263,8 +369,11 @@ def run_grid(configs, *, storage=DEFAULT_STORAGE, runs_dir=results.RUNS_DIR, wor
     force:    retrain every config, even stored ones.
     data:     an in-memory engine.data.FashionMNIST to train on (workers=1 only).
     data_dir: folder with the IDX files (else FMNIST_DIR / Debian / torchvision).
+    stack:    runs differing only in their seed trained together, at most this many (see run_worker).
     Raises RuntimeError naming the runs that failed after their retries.
     """
+    if not (isinstance(stack, int) and stack >= 1):
+        raise ValueError(f"Invalid stack: {stack!r} (at least 1 run per stack)")
     configs = validate_all(configs)
     manifest = os.environ.get(MANIFEST_ENV)
     if manifest:          # the report's job records which runs each notebook reads (README's cost table)
@@ -287,12 +396,12 @@ def run_grid(configs, *, storage=DEFAULT_STORAGE, runs_dir=results.RUNS_DIR, wor
         try:
             if workers <= 1:
                 run_worker(todo, storage, runs_dir=runs_dir, data=data, data_dir=data_dir, bar=bar, poll=1.0,
-                           enqueue=False, force=force)
+                           enqueue=False, force=force, stack=stack)
             else:
                 ctx = multiprocessing.get_context("spawn")
                 procs = [ctx.Process(target=_worker_main,
                                      args=([c.as_dict() for c in todo], storage, str(runs_dir), data_dir, force,
-                                           os.getpid()))
+                                           os.getpid(), stack))
                          for _ in range(workers)]
                 for p in procs:
                     p.start()
@@ -309,7 +418,8 @@ def run_grid(configs, *, storage=DEFAULT_STORAGE, runs_dir=results.RUNS_DIR, wor
                             p.terminate()
                         p.join()
                 # a worker that crashed leaves its runs to the heartbeat; finish them here
-                run_worker(todo, storage, runs_dir=runs_dir, data_dir=data_dir, poll=1.0, enqueue=False, force=force)
+                run_worker(todo, storage, runs_dir=runs_dir, data_dir=data_dir, poll=1.0, enqueue=False, force=force,
+                           stack=stack)
         finally:
             if bar is not None:
                 bar.close()
@@ -381,6 +491,9 @@ def _grid_args(p):
     p.add_argument("--runs-dir", default=str(results.RUNS_DIR),
                    help="folder of finished runs (default results/runs); 'none' on a machine without it")
     p.add_argument("--data-dir", default=None, help="folder with the Fashion-MNIST IDX files")
+    p.add_argument("--stack", type=int, default=STACK,
+                   help=f"train up to this many runs that differ only in their seed together, stacked (same "
+                        f"numbers, faster; default {STACK}; 1: one run at a time)")
 
 
 def _val_size(a) -> int:
@@ -469,6 +582,8 @@ def main(argv=None) -> int:
         print(f"export: {n} run(s) written to {a.runs_dir}")
         return 0
     try:
+        if a.stack < 1:
+            raise ValueError(f"Invalid --stack: {a.stack} (at least 1 run per stack)")
         configs = validate_all(_configs_from_args(a))
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -479,13 +594,13 @@ def main(argv=None) -> int:
         if a.cmd == "worker":
             s = run_worker(configs, a.store, runs_dir=runs_dir, data_dir=a.data_dir, wait=not a.no_wait,
                            poll=a.poll, max_retry=a.max_retry, heartbeat_interval=a.heartbeat_interval,
-                           grace_period=a.grace_period)
+                           grace_period=a.grace_period, stack=a.stack)
             lost = final_failures(a.store, configs, runs_dir)
             print(f"worker {engine.worker_identity()['host']}:{os.getpid()}: {s.line()}; "
                   f"grid of {len(configs)}: {len(configs) - len(lost)} done or in progress, {len(lost)} failed")
             return 1 if s["failed"] or lost else 0
         df = run_grid(configs, storage=a.store, runs_dir=runs_dir or results.RUNS_DIR, workers=a.workers,
-                      force=a.force, data_dir=a.data_dir)
+                      force=a.force, data_dir=a.data_dir, stack=a.stack)
     except (DataNotFoundError, CorruptDataError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
