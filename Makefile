@@ -63,6 +63,8 @@ test: setup system data
 bench: setup data
 	$(PY) benchmarks/bench_throughput.py --csv results/bench_throughput.csv
 	$(PY) benchmarks/bench_throughput.py --stack 1 --csv results/bench_throughput_alone.csv
+	$(PY) benchmarks/bench_throughput.py --stack 2 --csv results/bench_throughput_stack2.csv
+	$(PY) benchmarks/bench_throughput.py --stack 3 --csv results/bench_throughput_stack3.csv
 	$(PY) -m optreport.report --only 04 --measure
 	$(PY) benchmarks/bench_optimizers.py
 	$(PY) benchmarks/bench_trainer.py

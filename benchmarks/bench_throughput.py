@@ -8,9 +8,9 @@
 What is measured is what the report's sweep does: one worker process per core (multiprocessing
 'spawn'), one torch thread each, each worker training with the real trainer and evaluating
 validation (5,000) and test (10,000) images after the epoch, as the trainer does after every
-epoch. The sweep trains up to ``runs.sweep.STACK`` (4) runs that differ only in their seed
+epoch. The sweep trains up to ``runs.sweep.STACK`` (5) runs that differ only in their seed
 together, stacked (``optreport.engine.train.train_stacked``: the numbers of each run alone, bit for
-bit); so does each worker here (``--stack``, default 4; ``--stack 1``: ``train``, one model at a
+bit); so does each worker here (``--stack``, default 5; ``--stack 1``: ``train``, one model at a
 time). Either way: the rule's compiled step, denormals flushed, the MLP at batch 64, its
 hand-written backward of ``engine.fastpath`` (``--autograd``: autograd instead, one model at a
 time). With a stack every time is per model: the stack's time divided by its models, the GEMM

@@ -147,7 +147,7 @@ def test_arguments():
     a = bench.parse_args(["--quick", "--rules", "sgd,adam", "--workers", "1", "--stack", "1"])
     assert a.rules == ["sgd", "adam"] and a.steps == bench.QUICK_STEPS and a.warmup == bench.QUICK_WARMUP
     a = bench.parse_args(["--quick"])                         # the sweep's stack: about as many model-steps
-    assert a.stack == bench.STACK == 4 and a.steps == bench.QUICK_STACKED_STEPS == 20
+    assert a.stack == bench.STACK == 5 and a.steps == bench.QUICK_STACKED_STEPS == 20
     assert bench.parse_args(["--quick", "--stack", "2"]).steps == 30
     assert bench.parse_args([]).steps is None                 # the whole epoch
     for bad in (["--rules", "nosuchrule"], ["--stack", "0"], ["--stack", "2", "--autograd"]):

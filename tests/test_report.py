@@ -318,6 +318,25 @@ def test_cost_table_from_manifests_counts_a_shared_run_once(tmp_path, monkeypatc
     assert "4 models of one configuration stacked per worker" in md and "2026-12-02 19:10 UTC" in md
     assert "| sgd | 8.00 | 0.125 | 1.10 | 1.30 | 1.32 | 1.20 |" in md
     assert "| adam | 9.00 | 0.111 | 1.20 | 1.40 | – | – |" in md
+    # the stacked estimate: k0 and k1 differ only in their seed (one stack of 2), k2 is 03's only run
+    t = report.cost_table(tmp_path).set_index("notebook")
+    assert t.loc["02_lr_sweep", "stacked_hours"] == t.loc["02_lr_sweep", "process_hours"]   # no gain measured at 2
+    assert "| 02_lr_sweep | 2 | 4 |" in md and "no gain" in md
+    (tmp_path / "bench_throughput_stack2.csv").write_text(
+        "rule,measured_utc,workers,stack,ratio_to_gemm_bound\nsgd,2026-12-02 19:20 UTC,2,2,1.10\n")
+    assert report.stack_gains(tmp_path) == pytest.approx({("sgd", 4): 1.32 / 1.10, ("sgd", 2): 1.32 / 1.10})
+    (tmp_path / "bench_throughput_stack3.csv").write_text(        # another machine: its ratios do not compare
+        "rule,machine,workers,stack,ratio_to_gemm_bound\nsgd,AMD EPYC (AVX-512),2,3,1.0\n")
+    (tmp_path / "bench_throughput_alone.csv").write_text(
+        "rule,measured_utc,machine,workers,stack,ratio_to_gemm_bound\n"
+        "sgd,2026-12-02 19:10 UTC,AMD EPYC (AVX2),2,1,1.32\n")
+    assert set(report.stack_gains(tmp_path)) == {("sgd", 4), ("sgd", 2)}
+    t = report.cost_table(tmp_path).set_index("notebook")
+    assert t.loc["02_lr_sweep", "stacked_hours"] == pytest.approx(2 * (2.5 + 4.0) / 3600 / 1.2)
+    assert t.loc["03_novel", "stacked_hours"] == pytest.approx(t.loc["03_novel", "process_hours"])  # a stack of 1
+    md = report.cost_markdown(tmp_path)
+    assert "stacked: wall clock (h) |" in md and "at stack 2, 4" in md and "1.20–1.20×" in md
+    assert f"| total | 4 | 6 | {(13 + 20) / 3600:.2f} | {(13 + 20) / 7200:.2f} | {(13 / 1.2 + 20) / 7200:.2f} |" in md
 
 
 def test_cost_table_counts_an_epoch_of_a_paused_sweep_at_its_runs_median(tmp_path):

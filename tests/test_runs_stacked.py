@@ -12,7 +12,7 @@ from optreport.engine import train as train_mod
 from optreport.runs import engine, results, sweep
 from optreport.runs.keys import RunConfig
 from optreport.runs.results import load_results
-from optreport.runs.sweep import grid, group_size, run_grid, run_worker, siblings
+from optreport.runs.sweep import can_stack, grid, group_size, run_grid, run_worker, siblings, stack_sizes
 
 
 class Stop(Exception):
@@ -38,6 +38,20 @@ def test_group_size_spreads_the_seeds_evenly():
     assert [group_size(n, 1) for n in (1, 5)] == [1, 1] and group_size(0, 4) == 0
 
 
+def test_stack_sizes_are_the_stacks_the_workers_take():
+    """Each leader takes group_size of the seeds still waiting: the sizes cover every seed once."""
+    assert stack_sizes(5) == [5] and stack_sizes(7) == [4, 3] and stack_sizes(10) == [5, 5] and stack_sizes(3) == [3]
+    assert stack_sizes(5, 4) == [3, 2] and stack_sizes(10, 4) == [4, 3, 3]
+    assert stack_sizes(1) == [1] and stack_sizes(0) == [] and stack_sizes(5, 1) == [1] * 5
+    assert all(sum(stack_sizes(n, k)) == n and max(stack_sizes(n, k)) <= k for n in range(1, 30) for k in (1, 2, 4))
+
+
+def test_only_single_thread_mlp_runs_stack():
+    assert can_stack(RunConfig(rule="adam", hparams={"lr": 1e-3}, seed=0, epochs=1))
+    assert not can_stack(RunConfig(rule="adam", hparams={"lr": 1e-3}, seed=0, epochs=1, threads=2))
+    assert not can_stack(RunConfig(model="cnn", rule="sgd", hparams={"lr": 0.01}, seed=0, epochs=1))
+
+
 def test_siblings_differ_in_the_seed_only():
     a = RunConfig(rule="adam", hparams={"lr": 0.01}, epochs=2, seed=0)
     assert siblings(a, RunConfig(rule="adam", hparams={"lr": 0.01}, epochs=2, seed=7))
@@ -53,12 +67,12 @@ def test_stacked_sweep_stores_the_numbers_of_one_run_at_a_time(tmp_path, fx, mon
     cs.append(RunConfig(rule="sgd", hparams={"lr": 1e6}, epochs=2, val_size=80, batch_size=16, seed=0))
     cs.append(RunConfig(rule="sgd", hparams={"lr": 1e6}, epochs=2, val_size=80, batch_size=16, seed=1))
     kw = dict(data_dir=fx, progress=False, workers=1)
-    stacked = run_grid(cs, storage=f"sqlite:///{tmp_path}/a.sqlite3", runs_dir=tmp_path / "a", **kw)
+    stacked = run_grid(cs, storage=f"sqlite:///{tmp_path}/a.sqlite3", runs_dir=tmp_path / "a", stack=4, **kw)
     assert starts(log) == {c.key: 1 for c in cs}
     one = run_grid(cs, storage=f"sqlite:///{tmp_path}/b.sqlite3", runs_dir=tmp_path / "b", stack=1, **kw)
     assert numbers(stacked).equals(numbers(one))
     sizes = Counter(run["record"].get("stacked", 1) for _, run in results.iter_runs(tmp_path / "a"))
-    assert sizes == {3: 6, 2: 6}          # 5 seeds: stacks of 3 and 2 per rule; the diverging pair: 2
+    assert sizes == {3: 6, 2: 6}          # 5 seeds, at most 4: stacks of 3 and 2; the diverging pair: 2
     assert all("stacked" not in run["record"] for _, run in results.iter_runs(tmp_path / "b"))
     assert stacked[stacked["lr"] == 1e6]["diverged"].all()
     trials = engine.Queue(f"sqlite:///{tmp_path}/a.sqlite3").trials()

@@ -34,6 +34,7 @@ import argparse
 import copy
 import csv
 import html
+import json
 import multiprocessing as mp
 import os
 import re
@@ -58,7 +59,7 @@ from optreport.engine import data
 from optreport.report import readings
 from optreport.report.figures import RULE_ORDER, rule_label
 from optreport.runs import sweep
-from optreport.runs.results import load_results
+from optreport.runs.results import iter_runs, load_results
 
 REPO = Path(__file__).resolve().parents[2]
 NOTEBOOK_DIR = REPO / "notebooks"
@@ -486,12 +487,65 @@ def write_manifest(log: Path, out: Path) -> None:
         write_if_changed(out, "\n".join(keys) + "\n")
 
 
+def stack_gains(results_dir: Path) -> dict:
+    """{(rule, K): gain} of training K seeds stacked, from ``make bench``'s tables: the throughput
+    benchmark's ratio to the GEMM bound one model at a time (``bench_throughput_alone.csv``, stack 1)
+    over its ratio at stack K (every other ``bench_throughput*.csv`` measured on the same machine: the
+    ratios depend on how fast the machine multiplies, the per-step overhead does not). Empty without
+    the alone table."""
+    alone_csv = results_dir / "bench_throughput_alone.csv"
+    if not alone_csv.exists():
+        return {}
+    a = pd.read_csv(alone_csv)
+    machine = a["machine"].iloc[0] if "machine" in a.columns else None
+    alone = a.set_index("rule")["ratio_to_gemm_bound"]
+    gains = {}
+    for path in sorted(results_dir.glob("bench_throughput*.csv")):
+        b = pd.read_csv(path)
+        if path == alone_csv or "stack" not in b.columns:
+            continue
+        if machine is not None and "machine" in b.columns and b["machine"].iloc[0] != machine:
+            continue
+        for r in b.itertuples():
+            if r.stack > 1 and r.rule in alone.index and pd.notna(alone[r.rule]) and pd.notna(r.ratio_to_gemm_bound):
+                gains[(r.rule, int(r.stack))] = float(alone[r.rule] / r.ratio_to_gemm_bound)
+    return gains
+
+
+def _stacked_seconds(keys, per_run: pd.DataFrame, configs: dict, gains: dict) -> float:
+    """Seconds of the runs ``keys`` had the sweep stacked their seeds (:func:`optreport.runs.sweep.stack_sizes`):
+    a run trained alone that would be stacked with K-1 siblings counts its measured seconds over its
+    rule's measured gain at K (:func:`stack_gains`; none measured: no gain); the others as measured."""
+    groups = {}
+    for k in keys:
+        cfg = dict(configs[k])
+        seed = cfg.pop("seed")
+        groups.setdefault(json.dumps(cfg, sort_keys=True, default=str), []).append((seed, k))
+    total = 0.0
+    for members in groups.values():
+        members.sort()
+        ks = [k for _, k in members]
+        seconds = per_run.loc[ks, "seconds"] + per_run.loc[ks, "eval_seconds"]
+        cfg = sweep.RunConfig.from_dict(configs[ks[0]])
+        if not sweep.can_stack(cfg) or (per_run.loc[ks, "stacked"] > 1).any():
+            total += float(seconds.sum())
+            continue
+        i = 0
+        for size in sweep.stack_sizes(len(ks)):
+            gain = gains.get((cfg.rule, size), 1.0) if size > 1 else 1.0
+            total += float(seconds.iloc[i:i + size].sum()) / gain
+            i += size
+    return total
+
+
 def cost_table(results_dir: Path) -> pd.DataFrame:
     """Per notebook (``results/manifests/NN_*.txt``, in order), the runs it reads that no earlier
     notebook read, their model-epochs and their measured training + evaluation seconds (from the
     runs' records; an epoch in flight while the sweep was paused counts as its run's median epoch,
     :func:`optreport.analysis.costs.pause_corrected`, and ``paused_epochs`` counts them): what the
-    notebook costs on an empty store."""
+    notebook costs on an empty store. ``stacked_hours``: the same had the sweep trained every run
+    as it does now, seeds stacked (:func:`_stacked_seconds`; equal to ``process_hours`` without
+    the benchmark's tables)."""
     runs_dir = results_dir / "runs"
     df = load_results(runs_dir=runs_dir)
     train_s, paused_t = costs.pause_corrected(df, "train_seconds")
@@ -500,18 +554,22 @@ def cost_table(results_dir: Path) -> pd.DataFrame:
     per_run = df.groupby("key").agg(epochs=("epoch", "size"), seconds=("train_s", "sum"),
                                     eval_seconds=("eval_s", "sum"), paused=("paused", "sum"),
                                     stacked=("stacked", "first"))
+    gains = stack_gains(results_dir)
+    configs = {k: run["config"] for k, run in iter_runs(runs_dir)} if gains else {}
     seen, rows = set(), []
     for path in sorted((results_dir / "manifests").glob("[0-9][0-9]_*.txt")):
         keys = [k for k in path.read_text().split() if k not in seen]
         seen |= set(keys)
         have = per_run.reindex([k for k in keys if k in per_run.index])
+        hours = float((have["seconds"] + have["eval_seconds"]).sum() / 3600)
         rows.append({"notebook": path.stem, "runs": len(keys), "stored": len(have),
-                     "model_epochs": int(have["epochs"].sum()),
-                     "process_hours": float((have["seconds"] + have["eval_seconds"]).sum() / 3600),
+                     "model_epochs": int(have["epochs"].sum()), "process_hours": hours,
+                     "stacked_hours": _stacked_seconds(list(have.index), per_run, configs, gains) / 3600
+                     if gains else hours,
                      "paused_epochs": int(have["paused"].sum()),
                      "stacked_runs": int((have["stacked"] > 1).sum())})
-    return pd.DataFrame(rows, columns=["notebook", "runs", "stored", "model_epochs", "process_hours", "paused_epochs",
-                                       "stacked_runs"])
+    return pd.DataFrame(rows, columns=["notebook", "runs", "stored", "model_epochs", "process_hours", "stacked_hours",
+                                       "paused_epochs", "stacked_runs"])
 
 
 def cost_markdown(results_dir: Path, workers: int = 2) -> str:
@@ -524,22 +582,46 @@ def cost_markdown(results_dir: Path, workers: int = 2) -> str:
                   f"measurement count{'' if paused != 1 else 's'} as {'their' if paused != 1 else 'its'} run's "
                   f"median epoch" if paused else "")
     n_stacked, n_stored = int(t["stacked_runs"].sum()), int(t["stored"].sum())
-    stack_note = (f" {n_stacked} of the {n_stored} runs were trained stacked with other seeds of their configuration "
-                  f"(a stacked run counts its share of the stack's time); the others one at a time, as the sweep "
-                  f"trained every run before it stacked seeds: an empty store costs less than this table says, by "
-                  f"the throughput table's factor below." if n_stacked < n_stored else
-                  " Every run was trained stacked with other seeds of its configuration (its share of the stack's "
-                  "time).")
+    gains = stack_gains(results_dir)
+    projected = bool(gains) and n_stacked < n_stored
+    if n_stored == 0:
+        stack_note = ""
+    elif n_stacked == n_stored:
+        stack_note = (" Every run was trained stacked with other seeds of its configuration (its share of the "
+                      "stack's time).")
+    else:
+        stack_note = (f" {n_stacked} of the {n_stored} runs were trained stacked with other seeds of their "
+                      f"configuration (a stacked run counts its share of the stack's time); the others one at a "
+                      f"time, as the sweep trained every run before it stacked seeds, so an empty store costs less "
+                      f"than these hours. ")
+        if projected:
+            sizes = ", ".join(str(k) for k in sorted({k for _, k in gains}))
+            lo, hi = min(gains.values()), max(gains.values())
+            stack_note += (f"Stacked: the wall clock had the sweep stacked them as it does now (up to "
+                           f"{sweep.STACK} runs that differ only in their seed, one torch thread, the MLP; 3 seeds "
+                           f"stack as {' + '.join(map(str, sweep.stack_sizes(3)))}, 10 as "
+                           f"{' + '.join(map(str, sweep.stack_sizes(10)))}): each such run's "
+                           f"seconds over its rule's gain at its stack's size, measured by the throughput "
+                           f"benchmark at stack {sizes} against one model at a time ({lo:.2f}–{hi:.2f}×; a size "
+                           f"not measured counts no gain). An estimate: the benchmark's gain is for the full "
+                           f"training set's epochs with evaluation on the benchmark's machine, and the runs' own "
+                           f"seconds were measured beside other work, not all on that machine type.")
+        else:
+            stack_note += "The throughput table below measures the gain."
+    head = "| notebook | runs | model-epochs | process-hours | wall clock (h) |"
     lines = [f"Training cost of each notebook on an empty store, from the seconds its stored runs took (as measured "
              f"while they ran, often beside other work on the machine{pause_note}) "
              f"(a run shared by several notebooks counts for the first); wall clock with {workers} worker processes."
              f"{stack_note}",
-             "", "| notebook | runs | model-epochs | process-hours | wall clock (h) |", "|---|---|---|---|---|"]
+             "", head + (" stacked: wall clock (h) |" if projected else ""),
+             "|---|---|---|---|---|" + ("---|" if projected else "")]
     for r in t.itertuples():
         lines.append(f"| {r.notebook} | {r.runs} | {r.model_epochs:,} | {r.process_hours:.2f} | "
-                     f"{r.process_hours / workers:.2f} |")
+                     f"{r.process_hours / workers:.2f} |"
+                     + (f" {r.stacked_hours / workers:.2f} |" if projected else ""))
     lines.append(f"| total | {int(t.runs.sum())} | {int(t.model_epochs.sum()):,} | {t.process_hours.sum():.2f} | "
-                 f"{t.process_hours.sum() / workers:.2f} |")
+                 f"{t.process_hours.sum() / workers:.2f} |"
+                 + (f" {t.stacked_hours.sum() / workers:.2f} |" if projected else ""))
     bench = results_dir / "bench_throughput.csv"
     if bench.exists():
         b = pd.read_csv(bench)

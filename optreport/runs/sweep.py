@@ -48,7 +48,8 @@ from optreport.runs.keys import RunConfig, validate
 from optreport.runs.results import load_results, load_step_losses  # noqa: F401 -- re-exported for notebooks
 
 __all__ = ["grid", "run_grid", "run_worker", "validate_all", "load_data", "data_fits", "DEFAULT_STORAGE", "main",
-           "WorkerSummary", "RunConfig", "load_results", "load_step_losses"]
+           "WorkerSummary", "RunConfig", "load_results", "load_step_losses", "STACK", "siblings", "group_size",
+           "stack_sizes", "can_stack"]
 
 REPO = Path(__file__).resolve().parents[2]
 #: the queue of runs to do (not committed: finished runs live in results/runs/)
@@ -57,9 +58,10 @@ DEFAULT_STORAGE = f"sqlite:///{REPO / 'build' / 'runs.optuna.sqlite3'}"
 #: stopped with its sweep resumes from its last checkpoint, not from epoch 1
 CHECKPOINT_DIR = REPO / "build" / "checkpoints"
 MANIFEST_ENV = "OPTREPORT_MANIFEST"   # a file run_grid appends the keys it is asked for to (set by the report job)
-#: at most this many runs that differ only in their seed are trained together, stacked
-#: (benchmarks/bench_stacking.py measures the gain per K)
-STACK = 4
+#: at most this many runs that differ only in their seed are trained together, stacked: 5, so that
+#: the notebooks' 5 (and 10) seeds of a configuration train as whole stacks of 5, not as 3 + 2
+#: (benchmarks/bench_throughput.py --stack K measures the ratio to the GEMM bound per K)
+STACK = 5
 RUN_LOG_ENV = "SWEEP_RUN_LOG"   # if set: a file to which workers append "start KEY" / "done KEY"
 
 
@@ -182,7 +184,7 @@ def run_worker(configs, storage=DEFAULT_STORAGE, *, runs_dir=results.RUNS_DIR, d
             _complete_stored(q, trial, runs_dir, cfg)
             continue
         group = [(trial, cfg)]
-        if stack > 1 and stackable(cfg.model) and cfg.threads == 1:
+        if stack > 1 and can_stack(cfg):
             group += _take_siblings(q, cfg, todo, by_key, runs_dir=runs_dir, force=force, stack=stack,
                                     checkpoint_dir=checkpoint_dir, summary=summary)
         for _, c in group:
@@ -266,8 +268,23 @@ def _checkpoint_step(path) -> int | None:
 
 def group_size(n: int, stack: int) -> int:
     """Models per stack for ``n`` waiting seeds of one configuration and at most ``stack`` per stack:
-    the stacks as even as possible (5 seeds, at most 4: stacks of 3 and 2, not 4 and 1)."""
+    the stacks as even as possible (7 seeds, at most 5: stacks of 4 and 3, not 5 and 2)."""
     return math.ceil(n / math.ceil(n / stack)) if n > 0 else 0
+
+
+def stack_sizes(n: int, stack: int = STACK) -> list[int]:
+    """The stacks the sweep trains ``n`` waiting seeds of one configuration in (each worker's leader
+    takes ``group_size`` of the seeds still waiting): 5 -> [5], 7 -> [4, 3], 10 -> [5, 5]."""
+    out = []
+    while n > 0:
+        out.append(group_size(n, stack))
+        n -= out[-1]
+    return out
+
+
+def can_stack(cfg: RunConfig) -> bool:
+    """Whether the sweep trains ``cfg`` stacked with its siblings (:func:`siblings`) when it can."""
+    return stackable(cfg.model) and cfg.threads == 1
 
 
 def _take_siblings(q: engine.Queue, cfg: RunConfig, todo, by_key, *, runs_dir, force, stack, checkpoint_dir,
