@@ -172,16 +172,8 @@ def run_worker(configs, storage=DEFAULT_STORAGE, *, runs_dir=results.RUNS_DIR, d
                 break
             time.sleep(poll)
             continue
-        other = q.duplicate_of(trial)
-        if other is not None:
-            q.yield_to(trial, other)
-            summary["yielded"] += 1
-            continue
-        key = trial.user_attrs["key"]
-        cfg = by_key[key]
-        if runs_dir is not None and not force and key in results.stored_keys(runs_dir):
-            # a retry of a run that finished while its trial was failed (outage): nothing to train
-            _complete_stored(q, trial, runs_dir, cfg)
+        cfg = by_key[trial.user_attrs["key"]]
+        if not _to_train(q, trial, cfg, runs_dir=runs_dir, force=force, summary=summary):
             continue
         group = [(trial, cfg)]
         if stack > 1 and can_stack(cfg):
@@ -287,6 +279,21 @@ def can_stack(cfg: RunConfig) -> bool:
     return stackable(cfg.model) and cfg.threads == 1
 
 
+def _to_train(q: engine.Queue, trial, cfg: RunConfig, *, runs_dir, force, summary) -> bool:
+    """Whether the popped ``trial`` of ``cfg`` is this worker's to train: not when another worker
+    trains the same key (it yields to that trial) or when the run is stored already (a retry of a
+    run that finished while its trial was failed, e.g. an outage: it completes from the file)."""
+    other = q.duplicate_of(trial)
+    if other is not None:
+        q.yield_to(trial, other)
+        summary["yielded"] += 1
+        return False
+    if runs_dir is not None and not force and cfg.key in results.stored_keys(runs_dir):
+        _complete_stored(q, trial, runs_dir, cfg)
+        return False
+    return True
+
+
 def _take_siblings(q: engine.Queue, cfg: RunConfig, todo, by_key, *, runs_dir, force, stack, checkpoint_dir,
                    summary) -> list:
     """Take waiting trials of runs that differ from ``cfg`` in their seed only, whose checkpoint is at
@@ -314,15 +321,8 @@ def _take_siblings(q: engine.Queue, cfg: RunConfig, todo, by_key, *, runs_dir, f
         t = q.pop([c.key])
         if t is None:
             continue
-        other = q.duplicate_of(t)
-        if other is not None:
-            q.yield_to(t, other)
-            summary["yielded"] += 1
-            continue
-        if c.key in (results.stored_keys(runs_dir) if runs_dir is not None and not force else ()):
-            _complete_stored(q, t, runs_dir, c)
-            continue
-        out.append((t, c))
+        if _to_train(q, t, c, runs_dir=runs_dir, force=force, summary=summary):
+            out.append((t, c))
     return out
 
 
