@@ -592,8 +592,8 @@ def cost_markdown(results_dir: Path, workers: int = 2) -> str:
     else:
         stack_note = (f" {n_stacked} of the {n_stored} runs were trained stacked with other seeds of their "
                       f"configuration (a stacked run counts its share of the stack's time); the others one at a "
-                      f"time, as the sweep trained every run before it stacked seeds, so an empty store costs less "
-                      f"than these hours. ")
+                      f"time (trained before the sweep stacked seeds, or with no sibling waiting), so an empty store "
+                      f"costs less than these hours. ")
         if projected:
             sizes = ", ".join(str(k) for k in sorted({k for _, k in gains}))
             lo, hi = min(gains.values()), max(gains.values())

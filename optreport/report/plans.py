@@ -33,7 +33,7 @@ ADAM_SEARCH_LRS = [1e-4, 3e-4, 1e-3, 3e-3]  # Adam's own lr scale; 0.01 comes fr
 SEARCH_SEEDS = [0, 1, 2]                    # seeds of Adam's lr search (15 epochs, like notebook 02)
 
 LONG_EPOCHS = 100                           # seed 000's guess: "100 epochs might be needed"
-LONG_SEEDS = [0, 1, 2]
+LONG_SEEDS = [0, 1, 2, 3, 4]
 LONG_SCHEDULES = ["constant", "cosine"]     # constant lr, and cosine decay to 0 over the 100 epochs
 
 SIZE_FRACTIONS = [1 / 27, 1 / 9, 1 / 3, 1]  # of the 55,000 training images
