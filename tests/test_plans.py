@@ -34,8 +34,9 @@ def test_best_lrs_uses_the_best_epoch_counts_divergence_as_chance_and_breaks_tie
 def test_long_configs_are_seed_major_with_both_schedules():
     cfgs = plans.long_configs(LRS)
     validate_all(cfgs)
-    assert len(cfgs) == 3 * 2 * 5 == len({c.key for c in cfgs})
-    assert [c.seed for c in cfgs] == [0] * 10 + [1] * 10 + [2] * 10
+    assert plans.LONG_SEEDS == [0, 1, 2, 3, 4]
+    assert len(cfgs) == 5 * 2 * 5 == len({c.key for c in cfgs})
+    assert [c.seed for c in cfgs] == [s for s in range(5) for _ in range(10)]
     assert {(c.epochs, c.n_train, c.max_steps) for c in cfgs} == {(100, None, None)}
     assert {c.schedule for c in cfgs} == {"constant", "cosine"}
     assert {c.rule: dict(c.hparams) for c in cfgs} == {r: {"lr": lr} for r, lr in LRS.items()}
