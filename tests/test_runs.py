@@ -610,3 +610,31 @@ def test_workers_opening_a_fresh_database_at_once_all_start(backend, request, tm
             if p.poll() is None:
                 p.kill()
                 p.wait()
+
+
+_POPPER = """
+import sys, time
+from optreport.runs import engine
+q = engine.Queue(sys.argv[1])
+while time.time() < float(sys.argv[2]):
+    time.sleep(0.005)                       # start together
+got = []
+while (t := q.pop(set(sys.argv[3:]))) is not None:
+    got.append(t.number)
+print(" ".join(map(str, got)))
+"""
+
+
+@pytest.mark.slow
+def test_processes_popping_together_take_each_trial_once(storage):
+    """Taking a trial is atomic on both backends: 3 processes popping one queue at the same moment
+    never take the same trial (on SQLite the check-and-set needs the engine's file lock)."""
+    cfgs = grid(["sgd"], [0.01], list(range(24)), epochs=1)
+    engine.Queue(storage).enqueue(cfgs)
+    start = time.time() + 4
+    procs = [subprocess.Popen([sys.executable, "-c", _POPPER, storage, str(start), *[c.key for c in cfgs]],
+                              cwd=str(REPO), stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(3)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [e.decode()[-2000:] for _, e in outs]
+    taken = [int(n) for o, _ in outs for n in o.split()]
+    assert Counter(taken) == {n: 1 for n in range(len(cfgs))}

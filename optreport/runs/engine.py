@@ -102,6 +102,18 @@ def open_storage(url: str, *, create: bool = True, heartbeat_interval: int = HEA
     return retrying(build, "open the run storage")
 
 
+@contextlib.contextmanager
+def _file_lock(path: Path):
+    """An exclusive ``flock`` on the SQLite database file itself (independent of SQLite's own
+    byte-range locks), released when the file closes, also if the process dies."""
+    with open(path, "ab") as fh:            # an empty file is a valid, empty SQLite database
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 _SCHEMA_LOCK = 0x6F70747265706F72  # any fixed 64-bit key: "optrepor"
 
 
@@ -115,12 +127,8 @@ def _schema_lock(url: str):
     or file closes, also if the process dies."""
     path = _sqlite_path(url)
     if path is not None:
-        with open(path, "ab") as fh:            # an empty file is a valid, empty SQLite database
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
+        with _file_lock(path):
+            yield
         return
     if not url.startswith("postgresql"):
         yield
@@ -227,6 +235,20 @@ def _now() -> str:
     return datetime.datetime.now().isoformat(timespec="microseconds")
 
 
+@contextlib.contextmanager
+def _claim_lock(url: str):
+    """Around taking a trial: on SQLite an exclusive ``flock`` on the database file, because pysqlite
+    runs Optuna's read of the trial's state outside the transaction of its update, so two workers
+    could both move one WAITING trial to RUNNING and both train it (seen in CI: one run started by
+    both workers). On PostgreSQL Optuna's ``SELECT ... FOR UPDATE`` already makes it atomic."""
+    path = _sqlite_path(url)
+    if path is None:
+        yield
+        return
+    with _file_lock(path):
+        yield
+
+
 class Queue:
     """The runs of one storage: enqueue, pop, finish, retry. Workers use it; so do tests."""
 
@@ -320,9 +342,10 @@ class Queue:
             if t.user_attrs.get("key") not in keys:
                 continue
             try:
-                won = retrying(lambda t=t: self.storage.set_trial_state_values(t._trial_id,
-                                                                              state=TrialState.RUNNING),
-                               "take a run")
+                with _claim_lock(self.url):
+                    won = retrying(lambda t=t: self.storage.set_trial_state_values(t._trial_id,
+                                                                                  state=TrialState.RUNNING),
+                                   "take a run")
             except optuna.exceptions.UpdateFinishedTrialError:
                 continue
             if won:
