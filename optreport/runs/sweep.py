@@ -181,7 +181,7 @@ def run_worker(configs, storage=DEFAULT_STORAGE, *, runs_dir=results.RUNS_DIR, d
                                     checkpoint_dir=checkpoint_dir, summary=summary)
         for _, c in group:
             _log("start", c.key)
-        ckpts = [None if checkpoint_dir is None else Path(checkpoint_dir) / f"{c.key}.pt" for _, c in group]
+        ckpts = [_checkpoint_path(checkpoint_dir, c) for _, c in group]
         try:
             with contextlib.ExitStack() as beats:
                 for t, _ in group:
@@ -248,6 +248,11 @@ def siblings(a: RunConfig, b: RunConfig) -> bool:
     return da == db
 
 
+def _checkpoint_path(checkpoint_dir, cfg: RunConfig) -> Path | None:
+    """Where run ``cfg`` keeps its checkpoint (None: no checkpoints)."""
+    return None if checkpoint_dir is None else Path(checkpoint_dir) / f"{cfg.key}.pt"
+
+
 def _checkpoint_step(path) -> int | None:
     """The step a run's checkpoint file was saved at (0: no file; None: unreadable)."""
     if path is None or not Path(path).exists():
@@ -308,15 +313,13 @@ def _take_siblings(q: engine.Queue, cfg: RunConfig, todo, by_key, *, runs_dir, f
     waiting = [c for c in cands
                if any(t.state == engine.TrialState.WAITING for t in trials.get(c.key, []))]
 
-    def ckpt(c):
-        return None if checkpoint_dir is None else Path(checkpoint_dir) / f"{c.key}.pt"
-    mine = _checkpoint_step(ckpt(cfg))
+    mine = _checkpoint_step(_checkpoint_path(checkpoint_dir, cfg))
     want = group_size(len(waiting) + 1, stack) - 1
     out = []
     for c in waiting:
         if len(out) >= want:
             break
-        if mine is None or _checkpoint_step(ckpt(c)) != mine:
+        if mine is None or _checkpoint_step(_checkpoint_path(checkpoint_dir, c)) != mine:
             continue
         t = q.pop([c.key])
         if t is None:
